@@ -1,0 +1,60 @@
+// swift-tools-version: 6.1
+// LampCell: cell controller for robotic headlamp assembly (Linux).
+import PackageDescription
+
+let package = Package(
+    name: "LampCell",
+    products: [
+        .executable(name: "lampsim", targets: ["lampsim"]),
+        .executable(name: "lampcelld", targets: ["lampcelld"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        // C libraries and shims.
+        .systemLibrary(
+            name: "CModbus", pkgConfig: "libmodbus",
+            providers: [.apt(["libmodbus-dev"])]),
+        .systemLibrary(
+            name: "CSystemd", pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]),
+        .target(name: "CRealtime"),
+
+        // Libraries.
+        .target(name: "Modbus", dependencies: ["CModbus", "CRealtime"]),
+        .target(name: "Motion"),
+        .target(
+            name: "CellCore",
+            dependencies: ["Motion", .product(name: "TOMLKit", package: "TOMLKit")]),
+        .target(name: "CellModbus", dependencies: ["CellCore", "Modbus", "CRealtime"]),
+        .target(name: "CellSimulator", dependencies: ["CellCore", "Modbus", "CRealtime"]),
+
+        // Executables.
+        .executableTarget(
+            name: "lampsim",
+            dependencies: [
+                "CellSimulator", "CellCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(
+            name: "lampcelld",
+            dependencies: [
+                "CellModbus", "CellCore", "CellSimulator", "CRealtime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
+        // Tests.
+        .testTarget(name: "ModbusTests", dependencies: ["Modbus", "CRealtime"]),
+        .testTarget(name: "MotionTests", dependencies: ["Motion"]),
+        .testTarget(name: "CellCoreTests", dependencies: ["CellCore"]),
+        .testTarget(
+            name: "CellSimulatorTests",
+            dependencies: ["CellSimulator", "CellCore", "Modbus", "CRealtime"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

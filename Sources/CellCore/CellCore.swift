@@ -1,0 +1,1 @@
+// CellCore: see the module's files.

@@ -1,0 +1,1 @@
+// CellModbus: see the module's files.

@@ -1,0 +1,1 @@
+// CellSimulator: see the module's files.

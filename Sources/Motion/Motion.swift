@@ -1,0 +1,1 @@
+// Motion: see the module's files.

@@ -1,0 +1,1 @@
+print("lampcelld: not built yet")

@@ -1,0 +1,1 @@
+print("lampsim: not built yet")
