@@ -51,9 +51,10 @@ public enum ModbusTable: Sendable {
 /// addresses (0x02), the values (0x03) and whether the device is busy (0x06), in that order, and either
 /// applies the whole request or nothing of it.
 ///
-/// Thread: the server calls these methods from its own thread; a device shared with other threads
-/// (a simulation stepper, other servers) synchronises inside. Methods must not keep the buffers.
-public protocol ModbusDevice: AnyObject, Sendable {
+/// Thread: whoever owns the device. `ModbusTCPServer` calls these methods from its own thread, so a device it
+/// serves is `Sendable` and synchronises inside (the simulator wraps its models in a locked adapter).
+/// Methods must not keep the buffers.
+public protocol ModbusDevice: AnyObject {
     /// Function codes this device answers; any other is answered with exception 0x01.
     var supportedFunctions: Set<ModbusFunction> { get }
 
