@@ -1,1 +1,1 @@
-// CellModbus: see the module's files.
+// CellModbus: RA-610 and TS-200 drivers.
