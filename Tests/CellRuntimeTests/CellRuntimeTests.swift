@@ -109,3 +109,55 @@ struct PeriodicThreadTests {
         #expect(trace.deadlines[5] - trace.deadlines[4] >= 4 * period)
     }
 }
+
+@Suite("SerialAllocator")
+struct SerialAllocatorTests {
+    func temporaryPath() -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lampcell-serial-\(UUID().uuidString)")
+        try! FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir.appendingPathComponent("serial").path
+    }
+
+    @Test("numbers never repeat across restarts, even when a process dies mid-block")
+    func uniqueAcrossRestarts() throws {
+        let path = temporaryPath()
+        var seen = Set<UInt64>()
+        for _ in 0..<5 {
+            // Each "process" takes some numbers and dies without any shutdown step.
+            let allocator = try SerialAllocator(path: path, blockSize: 10)
+            for _ in 0..<7 {
+                let number = try #require(allocator.take())
+                #expect(seen.insert(number).inserted)
+            }
+        }
+        #expect(seen.count == 35)
+    }
+
+    @Test("a block runs out without a refill, and a refill extends it")
+    func refill() throws {
+        let allocator = try SerialAllocator(path: temporaryPath(), blockSize: 4)
+        #expect((0..<4).compactMap { _ in allocator.take() } == [1, 2, 3, 4])
+        #expect(allocator.take() == nil)
+        #expect(allocator.needsRefill)
+        try allocator.refill()
+        #expect(allocator.take() == 5)
+    }
+
+    @Test("the ledger's last number is a floor")
+    func floor() throws {
+        let allocator = try SerialAllocator(path: temporaryPath(), floor: 41, blockSize: 10)
+        #expect(allocator.take() == 42)
+    }
+
+    @Test("a corrupt state file is refused with its path")
+    func corrupt() throws {
+        let path = temporaryPath()
+        try "twelve\n".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(throws: SerialAllocatorError.self) { try SerialAllocator(path: path) }
+        do {
+            _ = try SerialAllocator(path: path)
+        } catch {
+            #expect(error.description.hasPrefix(path + ":"))
+        }
+    }
+}
