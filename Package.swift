@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "ModbusTests", dependencies: ["Modbus", "CRealtime"]),
         .testTarget(name: "MotionTests", dependencies: ["Motion"]),
         .testTarget(name: "CellCoreTests", dependencies: ["CellCore"]),
-        .testTarget(name: "CellRuntimeTests", dependencies: ["CellRuntime", "CRealtime"]),
+        .testTarget(name: "CellRuntimeTests", dependencies: ["CellRuntime", "CellCore", "CRealtime"]),
         .testTarget(
             name: "CellSimulatorTests",
             dependencies: ["CellSimulator", "CellCore", "Modbus", "CRealtime"]),

@@ -4,6 +4,7 @@ import Synchronization
 import Testing
 
 @testable import CellRuntime
+import CellCore
 
 @Suite("BoundedQueue")
 struct BoundedQueueTests {
