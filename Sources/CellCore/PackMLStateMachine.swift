@@ -178,32 +178,32 @@ public struct PackMLStateMachine: Sendable, Equatable {
     // MARK: - Internal triggers
 
     /// Internal abort (e-stop, device fault, lost device): any state but Aborting/Aborted → Aborting.
-    /// Records `cause` as the stop reason if none is recorded. Control thread; no allocation.
+    /// Records `reason` as the stop reason if none is recorded. Control thread; no allocation.
     @discardableResult
-    public mutating func abort(cause: StopCause) -> Result<PackMLState, PackMLRefusal> {
+    public mutating func abort(reason: StopCause) -> Result<PackMLState, PackMLRefusal> {
         guard let next = Self.target(of: .abort, from: state) else {
             return .failure(refusal(.notAcceptedInState, .abortTrigger))
         }
-        record(cause, .abort)
+        record(reason, .abort)
         return .success(enter(next))
     }
 
     /// Internal hold (an internal cause such as the ledger being unable to write): Execute → Holding.
-    /// Records `cause` as the stop reason if none is recorded. Control thread; no allocation.
+    /// Records `reason` as the stop reason if none is recorded. Control thread; no allocation.
     @discardableResult
-    public mutating func hold(cause: StopCause) -> Result<PackMLState, PackMLRefusal> {
+    public mutating func hold(reason: StopCause) -> Result<PackMLState, PackMLRefusal> {
         guard state == .execute else { return .failure(refusal(.notAcceptedInState, .holdTrigger)) }
-        record(cause, .hold)
+        record(reason, .hold)
         return .success(enter(.holding))
     }
 
     /// Internal suspend (upstream starved / downstream blocked): Execute → Suspending. Production only.
     /// Control thread; no allocation.
     @discardableResult
-    public mutating func suspend(cause: SuspendCause) -> Result<PackMLState, PackMLRefusal> {
+    public mutating func suspend(reason: SuspendCause) -> Result<PackMLState, PackMLRefusal> {
         guard mode == .production else { return .failure(refusal(.notUsedInMode, .suspendTrigger)) }
         guard state == .execute else { return .failure(refusal(.notAcceptedInState, .suspendTrigger)) }
-        suspendCause = cause
+        suspendCause = reason
         return .success(enter(.suspending))
     }
 
@@ -235,7 +235,7 @@ public struct PackMLStateMachine: Sendable, Equatable {
         guard mode == .production else { return nil }
         switch state {
         case .execute where starved || blocked:
-            return try? suspend(cause: starved ? .starved : .blocked).get()
+            return try? suspend(reason: starved ? .starved : .blocked).get()
         case .suspending, .suspended:
             // Keep the shown interlock current while suspended by it.
             if suspendCause == .starved || suspendCause == .blocked {

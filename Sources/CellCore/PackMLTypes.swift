@@ -177,7 +177,7 @@ public enum StopReasonCode: UInt16, Sendable, Equatable {
     case other = 99
 }
 
-/// A cause as reported by the caller of `abort(cause:)`/`hold(cause:)`: a code, a static message and,
+/// A cause as reported by the caller of `abort(reason:)`/`hold(reason:)`: a code, a static message and,
 /// when one device is to blame, its index in the cell definition. A fixed-size value: no allocation.
 public struct StopCause: Sendable, Equatable {
     /// The kind of cause.

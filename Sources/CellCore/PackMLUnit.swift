@@ -99,16 +99,16 @@ public struct PackMLUnit: Sendable, Equatable {
 
     /// Internal abort (see `PackMLStateMachine.abort`). Control thread; no allocation.
     @discardableResult
-    public mutating func abort(cause: StopCause) -> Result<PackMLState, PackMLRefusal> { machine.abort(cause: cause) }
+    public mutating func abort(reason: StopCause) -> Result<PackMLState, PackMLRefusal> { machine.abort(reason: reason) }
 
     /// Internal hold (see `PackMLStateMachine.hold`). Control thread; no allocation.
     @discardableResult
-    public mutating func hold(cause: StopCause) -> Result<PackMLState, PackMLRefusal> { machine.hold(cause: cause) }
+    public mutating func hold(reason: StopCause) -> Result<PackMLState, PackMLRefusal> { machine.hold(reason: reason) }
 
     /// Internal suspend (see `PackMLStateMachine.suspend`). Control thread; no allocation.
     @discardableResult
-    public mutating func suspend(cause: SuspendCause) -> Result<PackMLState, PackMLRefusal> {
-        machine.suspend(cause: cause)
+    public mutating func suspend(reason: SuspendCause) -> Result<PackMLState, PackMLRefusal> {
+        machine.suspend(reason: reason)
     }
 
     /// Internal unsuspend (see `PackMLStateMachine.unsuspend`). Control thread; no allocation.
@@ -122,7 +122,8 @@ public struct PackMLUnit: Sendable, Equatable {
         machine.applyInterlock(starved: starved, blocked: blocked)
     }
 
-    /// Unit mode change (see `PackMLStateMachine.changeMode`). Control thread; no allocation.
+    /// Unit mode change (see `PackMLStateMachine.changeMode`). An active order stays assigned; OEE time is
+    /// accumulated only while in Production. Control thread; no allocation.
     @discardableResult
     public mutating func changeMode(to mode: UnitMode) -> Result<UnitMode, PackMLRefusal> {
         machine.changeMode(to: mode)

@@ -161,7 +161,7 @@ struct PackMLTransitionTests {
         var m = machine(in: state)
         m.advance(toNanoseconds: t0 + 5_000)
         let hadReason = m.stopReason
-        let result = m.abort(cause: eStop)
+        let result = m.abort(reason: eStop)
         if state == .aborting || state == .aborted {
             #expect(result.refusalReason == .notAcceptedInState)
             #expect(m.state == state)
@@ -211,7 +211,7 @@ struct PackMLCauseTests {
     func clearNeedsCauseGone() {
         var m = machine(in: .execute)
         m.advance(toNanoseconds: t0 + 10)
-        #expect(m.abort(cause: StopCause(code: .deviceLost, message: "no answer", deviceIndex: 2)) == .success(.aborting))
+        #expect(m.abort(reason: StopCause(code: .deviceLost, message: "no answer", deviceIndex: 2)) == .success(.aborting))
         #expect(m.command(.clear, causeGone: true).refusalReason == .notAcceptedInState, "Aborting is not Aborted")
         #expect(m.stateComplete() == .success(.aborted))
 
@@ -238,7 +238,7 @@ struct PackMLCauseTests {
         m.advance(toNanoseconds: t0 + 100)
         #expect(m.command(.stop) == .success(.stopping))
         m.advance(toNanoseconds: t0 + 200)
-        #expect(m.abort(cause: eStop) == .success(.aborting), "a later abort")
+        #expect(m.abort(reason: eStop) == .success(.aborting), "a later abort")
         let first = StopReason(cause: .operatorStop, action: .stop, timeNanoseconds: t0 + 100, state: .execute)
         #expect(m.stopReason == first)
         _ = m.stateComplete()
@@ -253,17 +253,17 @@ struct PackMLCauseTests {
     @Test("internal hold: Execute → Holding → Held; Unhold → Execute; a hold that resumed is no stop reason")
     func holdAndUnhold() {
         var m = machine(in: .execute)
-        #expect(m.hold(cause: ledgerDown) == .success(.holding))
+        #expect(m.hold(reason: ledgerDown) == .success(.holding))
         #expect(m.stopReason?.cause == ledgerDown)
         #expect(m.stopReason?.action == .hold)
-        #expect(m.hold(cause: ledgerDown).refusalReason == .notAcceptedInState)
+        #expect(m.hold(reason: ledgerDown).refusalReason == .notAcceptedInState)
         #expect(m.stateComplete() == .success(.held))
         #expect(m.command(.unhold) == .success(.unholding))
         #expect(m.stateComplete() == .success(.execute))
         #expect(m.stopReason == nil)
 
         // A hold followed by a stop: the hold stays the first cause.
-        #expect(m.hold(cause: ledgerDown) == .success(.holding))
+        #expect(m.hold(reason: ledgerDown) == .success(.holding))
         _ = m.stateComplete()
         #expect(m.command(.stop) == .success(.stopping))
         _ = m.stateComplete()
@@ -287,7 +287,7 @@ struct PackMLCauseTests {
         #expect(m.stopReason == nil, "a suspension is not a stop")
 
         // Explicit triggers.
-        #expect(m.suspend(cause: .blocked) == .success(.suspending))
+        #expect(m.suspend(reason: .blocked) == .success(.suspending))
         #expect(m.unsuspend().refusalReason == .notAcceptedInState)
         _ = m.stateComplete()
         #expect(m.unsuspend() == .success(.unsuspending))
@@ -333,7 +333,7 @@ struct PackMLCauseTests {
         #expect(m.command(.start) == .success(.starting))
         #expect(m.stateComplete() == .success(.execute))
         #expect(m.command(.suspend).refusalReason == .notUsedInMode)
-        #expect(m.suspend(cause: .starved).refusalReason == .notUsedInMode)
+        #expect(m.suspend(reason: .starved).refusalReason == .notUsedInMode)
         #expect(m.applyInterlock(starved: true, blocked: true) == nil)
         #expect(m.complete().refusalReason == .notUsedInMode)
         #expect(m.stateComplete().refusalReason == .notUsedInMode)
@@ -351,7 +351,7 @@ struct PackMLCauseTests {
     func undefinedState() {
         var m = PackMLStateMachine(state: .undefined, nowNanoseconds: t0)
         #expect(m.command(.reset).refusalReason == .notAcceptedInState)
-        #expect(m.abort(cause: eStop) == .success(.aborting))
+        #expect(m.abort(reason: eStop) == .success(.aborting))
         #expect(m.stateComplete() == .success(.aborted))
         #expect(m.command(.clear, causeGone: true) == .success(.clearing))
         #expect(m.stateComplete() == .success(.stopped))

@@ -158,7 +158,7 @@ struct PackMLUnitOrderTests {
         try #require(unit.assignOrder(try ProductionOrder(id: "PO-1", variantCode: 1, quantity: 1)).isSuccess)
         _ = unit.command(.start)
         _ = unit.stateComplete()
-        #expect(unit.hold(cause: StopCause(code: .ledgerUnavailable, message: "ledger full")) == .success(.holding))
+        #expect(unit.hold(reason: StopCause(code: .ledgerUnavailable, message: "ledger full")) == .success(.holding))
         unit.recordProcessedLamp(defective: false)  // the lamp in the cell finishes during the hold
         #expect(unit.state == .holding)
         _ = unit.stateComplete()
