@@ -80,6 +80,8 @@ public final class ModbusClient: @unchecked Sendable {
     public private(set) var consecutiveFailures = 0
     /// CLOCK_MONOTONIC time before which no connection attempt is made (0: immediately).
     public private(set) var nextAttemptNanoseconds: UInt64 = 0
+    /// CLOCK_MONOTONIC time at which the last connection attempt started (0 before any).
+    public private(set) var lastAttemptNanoseconds: UInt64 = 0
     /// The backoff delay chosen after the last failed attempt (0 before any failure).
     public private(set) var lastBackoffDelayNanoseconds: UInt64 = 0
 
@@ -97,7 +99,6 @@ public final class ModbusClient: @unchecked Sendable {
     private var everConnected = false
     /// The owner called `close()`: no automatic reconnection until `connect()`.
     private var closedByOwner = false
-    private var lastAttemptNanoseconds: UInt64 = 0
 
     /// Creates a client; does not connect (the first request, `connect()` or `maintainConnection` does).
     ///
