@@ -13,8 +13,8 @@ public struct ModbusServerStatistics: Sendable, Equatable {
     public var connectionsClosed: UInt64 = 0
     /// Clients connected now.
     public var clientsConnected = 0
-    /// Requests answered with a normal reply (counted once the reply was handed to the socket, or the write
-    /// failed because the client had gone).
+    /// Requests answered with a normal reply (counted just before the reply is written, so a client that has
+    /// its reply always sees the count; a write that then fails also counts in `repliesFailed`).
     public var requestsServed: UInt64 = 0
     /// Requests answered with an exception reply.
     public var exceptionsSent: UInt64 = 0
@@ -257,6 +257,7 @@ final class ServerCore: @unchecked Sendable {
         control.withLock {
             $0.boundPort = boundPort
             $0.stopRequested = false
+            $0.dropAllRequested = false
         }
 
         var thread = pthread_t()
@@ -375,8 +376,9 @@ final class ServerCore: @unchecked Sendable {
             if fd < 0 { return }  // -EAGAIN: none left; other errors (ECONNABORTED, EMFILE): try next time
             let refuses = control.withLock { $0.refusesConnections }
             guard !refuses, let free = slots.firstIndex(where: { $0.fd < 0 }) else {
-                Glibc.close(fd)
+                // Counters change before the peer can observe the effect, so observers never see them lag.
                 control.withLock { $0.statistics.connectionsRefused += 1 }
+                Glibc.close(fd)
                 continue
             }
             slots[free] = ClientSlot(fd: fd, filled: 0, partialSinceNanoseconds: 0)
@@ -389,12 +391,12 @@ final class ServerCore: @unchecked Sendable {
 
     private func closeClient(_ index: Int) {
         guard slots[index].fd >= 0 else { return }
-        Glibc.close(slots[index].fd)
-        slots[index] = ClientSlot()
         control.withLock {
             $0.statistics.connectionsClosed += 1
             $0.statistics.clientsConnected -= 1
         }
+        Glibc.close(slots[index].fd)
+        slots[index] = ClientSlot()
     }
 
     private func expirePartialFrames() {
@@ -477,12 +479,12 @@ final class ServerCore: @unchecked Sendable {
             if stop || dropAll { return false }  // the main loop applies them before anything else is written
         }
         let total = header + pduLength
-        let sent = lampcell_send(slots[index].fd, reply.baseAddress, UInt(total))
         control.withLock {
-            if sent != total { $0.statistics.repliesFailed += 1 }
             if isException { $0.statistics.exceptionsSent += 1 } else { $0.statistics.requestsServed += 1 }
         }
+        let sent = lampcell_send(slots[index].fd, reply.baseAddress, UInt(total))
         if sent != total {
+            control.withLock { $0.statistics.repliesFailed += 1 }
             closeClient(index)  // gone, or not reading its replies (a full send buffer)
             return false
         }

@@ -9,7 +9,7 @@ import Synchronization
 /// 0x17 checks both ranges first, then runs the write steps, then the read steps.
 ///
 /// Thread: any (locked inside). Hooks run on the calling thread (the server's thread) under the lock.
-public final class RegisterImage: ModbusDevice, @unchecked Sendable {
+public final class RegisterImage: ModbusDevice, Sendable {
     /// The four tables. Bits are one per byte, 0 or 1.
     public struct Tables: Sendable, Equatable {
         public var coils: [UInt8]
@@ -40,6 +40,7 @@ public final class RegisterImage: ModbusDevice, @unchecked Sendable {
     public typealias ReadHook =
         @Sendable (_ tables: inout Tables, _ table: ModbusTable, _ address: Int, _ count: Int) -> Void
 
+    /// Function codes answered (all of `ModbusFunction` unless given at init).
     public let supportedFunctions: Set<ModbusFunction>
     private let validateWrite: WriteValidator?
     private let afterWrite: WriteHook?
@@ -76,6 +77,7 @@ public final class RegisterImage: ModbusDevice, @unchecked Sendable {
 
     // MARK: ModbusDevice
 
+    /// 0x01/0x02: address check, `beforeRead`, then the bits. Thread: any (the server's).
     public func readBits(_ table: ModbusTable, address: Int, into values: UnsafeMutableBufferPointer<UInt8>)
         -> ModbusExceptionCode?
     {
@@ -89,6 +91,7 @@ public final class RegisterImage: ModbusDevice, @unchecked Sendable {
         }
     }
 
+    /// 0x03/0x04: address check, `beforeRead`, then the registers. Thread: any (the server's).
     public func readRegisters(_ table: ModbusTable, address: Int, into values: UnsafeMutableBufferPointer<UInt16>)
         -> ModbusExceptionCode?
     {
@@ -102,6 +105,7 @@ public final class RegisterImage: ModbusDevice, @unchecked Sendable {
         }
     }
 
+    /// 0x05/0x0F: address check, `validateWrite`, write, `afterWrite`. Thread: any (the server's).
     public func writeCoils(address: Int, values: UnsafeBufferPointer<UInt8>) -> ModbusExceptionCode? {
         let asWords = values.map { UInt16($0 == 0 ? 0 : 1) }
         return state.withLock { tables in
@@ -113,6 +117,7 @@ public final class RegisterImage: ModbusDevice, @unchecked Sendable {
         }
     }
 
+    /// 0x06/0x10: address check, `validateWrite`, write, `afterWrite`. Thread: any (the server's).
     public func writeRegisters(address: Int, values: UnsafeBufferPointer<UInt16>) -> ModbusExceptionCode? {
         let words = Array(values)
         return state.withLock { tables in
@@ -121,6 +126,7 @@ public final class RegisterImage: ModbusDevice, @unchecked Sendable {
         }
     }
 
+    /// 0x17: both address checks, then the write steps, then the read steps. Thread: any (the server's).
     public func writeAndReadRegisters(
         writeAddress: Int, values: UnsafeBufferPointer<UInt16>,
         readAddress: Int, into readValues: UnsafeMutableBufferPointer<UInt16>

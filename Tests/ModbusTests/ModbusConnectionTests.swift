@@ -69,7 +69,7 @@ struct ModbusConnectionTests {
 
         fixture.server.replyDelayNanoseconds = ms(250)
         #expect(throws: ModbusError.timeout) { try client.readHoldingRegisters(address: 5, into: &value) }
-        // Wait until the server has written the stale reply (value 111) before sending the next request.
+        // Wait until the server is writing the stale reply (value 111) before sending the next request.
         #expect(waitUntil { fixture.server.statistics.requestsServed == 2 })
         fixture.server.replyDelayNanoseconds = 0
         fixture.image.withTables { $0.holdingRegisters[5] = 222 }
@@ -243,6 +243,36 @@ struct ModbusConnectionTests {
         #expect(received.endOfStream && received.bytes.isEmpty)
         #expect(fixture.server.statistics.framingErrors == 1)
         try client.readHoldingRegisters(address: 0, into: &value)
+    }
+
+    @Test("a host name is resolved at connect")
+    func hostName() throws {
+        let fixture = try ServerFixture()
+        fixture.image.withTables { $0.holdingRegisters[1] = 77 }
+        let client = try ModbusClient(
+            host: "localhost", port: fixture.port, responseTimeoutNanoseconds: ms(500),
+            connectTimeoutNanoseconds: ms(500))
+        var value = [UInt16](repeating: 0, count: 1)
+        try client.readHoldingRegisters(address: 1, into: &value)
+        #expect(value == [77])
+    }
+
+    @Test("a server can be stopped and started again")
+    func restart() throws {
+        let image = RegisterImage(holdingRegisters: 4)
+        let server = ModbusTCPServer(device: image)
+        let firstPort = try server.start()
+        #expect(throws: ModbusServerError.alreadyStarted) { try server.start() }
+        server.stop()
+        server.stop()
+        let secondPort = try server.start()
+        defer { server.stop() }
+        #expect(firstPort > 0 && secondPort > 0)
+        let client = try ModbusClient(
+            host: "127.0.0.1", port: secondPort, responseTimeoutNanoseconds: ms(500),
+            connectTimeoutNanoseconds: ms(500))
+        try client.writeSingleRegister(address: 3, value: 9)
+        #expect(image.tables.holdingRegisters[3] == 9)
     }
 
     @Test("invalid arguments are rejected before anything is sent")
