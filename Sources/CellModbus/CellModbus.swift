@@ -1,1 +1,0 @@
-// CellModbus: RA-610 and TS-200 drivers.
