@@ -112,7 +112,7 @@ extension CellDefinition {
             what: "datasheet maximum", field: arm.path.key("max_acceleration"), in: arm)
         let jerk = try arm.numbers("max_jerk", count: count)
         try checkPositive(
-            jerk, ceilings: Array(repeating: MotionLimits.jerkCeilingRadiansPerSecondCubed, count: count),
+            jerk, ceilings: Array(repeating: ArmMotionLimits.jerkCeilingRadiansPerSecondCubed, count: count),
             unit: "rad/s³", what: "ceiling", field: arm.path.key("max_jerk"), in: arm)
 
         let pointsTable = try arm.table("teach_points")
@@ -132,7 +132,7 @@ extension CellDefinition {
                     "\(formatNumber(joints[joint])) rad is outside J\(joint + 1)'s limits "
                         + "\(formatNumber(limits.positionMinimumRadians[joint]))..\(formatNumber(limits.positionMaximumRadians[joint])) rad")
             }
-            let location = try pointTable.word("location", as: TeachLocation.self, what: "location")
+            let location = try pointTable.word("location", as: TeachPointLocation.self, what: "location")
             let point = TeachPoint(name: name, jointsRadians: joints, location: location)
             for other in points {
                 var largestDifference = 0.0
@@ -155,7 +155,7 @@ extension CellDefinition {
         }
         return ArmDefinition(
             endpoint: endpoint, tool: tool,
-            motionLimits: MotionLimits(
+            motionLimits: ArmMotionLimits(
                 maximumVelocityRadiansPerSecond: velocity, maximumAccelerationRadiansPerSecondSquared: acceleration,
                 maximumJerkRadiansPerSecondCubed: jerk),
             jointLimits: limits, teachPoints: points)

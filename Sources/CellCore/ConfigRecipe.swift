@@ -9,6 +9,10 @@ enum RecipeConfigLimits {
     /// The deadlock check runs the lanes' synchronisation abstractly until every lane has finished this many
     /// cycles (enough to see the second lamp overlap the first and the third reuse the first's events).
     static let deadlockCheckCycles = 3
+    /// Step kinds that may carry the optional `speed` key (fraction of the arm's velocity limits).
+    static let speedStepKinds = ["move", "path"]
+    /// The optional modifier key of `move` and `path` steps.
+    static let speedKey = "speed"
     /// Tolerance when checking that a value is a whole number of register units.
     static let registerResolutionTolerance = 1e-6
 
@@ -146,7 +150,8 @@ private struct RecipeLaneParser {
     }
 
     enum PendingArmStep {
-        case move(TeachPoint), path([TeachPoint]), tool(ToolAction), unload(ok: TeachPoint, ng: TeachPoint)
+        case move(TeachPoint, Double), path([TeachPoint], Double), tool(ToolAction)
+        case unload(ok: TeachPoint, ng: TeachPoint)
         case waitFor(String), signal(String)
     }
 
@@ -182,9 +187,10 @@ private struct RecipeLaneParser {
                 let (kind, argument, stepTable) = try stepKindAndArgument(
                     element, at: stepField, allowed: RecipeConfigLimits.armStepKinds, laneIsStation: false)
                 let argumentField = stepField.key(kind)
+                let speed = try speedFraction(of: stepTable, kind: kind)
                 switch kind {
                 case "move":
-                    lane.append(.move(try teachPoint(argument, of: arm, at: argumentField, in: stepTable)))
+                    lane.append(.move(try teachPoint(argument, of: arm, at: argumentField, in: stepTable), speed))
                 case "path":
                     guard case .array(let names) = argument else {
                         throw stepTable.error(
@@ -198,7 +204,7 @@ private struct RecipeLaneParser {
                     for (pointIndex, name) in names.enumerated() {
                         points.append(try teachPoint(name, of: arm, at: argumentField.index(pointIndex), in: stepTable))
                     }
-                    lane.append(.path(points))
+                    lane.append(.path(points, speed))
                 case "tool":
                     let action: ToolAction = try ConfigTable.word(
                         argument, at: argumentField, in: stepTable, what: "tool action")
@@ -303,8 +309,8 @@ private struct RecipeLaneParser {
         for (arm, pending) in zip(cell.arms, pendingArms) {
             let steps: [ArmStep] = pending.map { step in
                 switch step {
-                case .move(let point): .move(point)
-                case .path(let points): .path(points)
+                case .move(let point, let speed): .move(point, speedFraction: speed)
+                case .path(let points, let speed): .path(points, speedFraction: speed)
                 case .tool(let action): .tool(action)
                 case .unload(let ok, let ng): .unload(ok: ok, ng: ng)
                 case .waitFor(let name): .waitFor(event(name))
@@ -333,7 +339,8 @@ private struct RecipeLaneParser {
                 field, .wrongType, "expected a step table like \(example), found \(element.typeDescription)")
         }
         let table = ConfigTable(entries: entries, path: field, filePath: steps.filePath)
-        let keys = table.sortedKeys
+        let speedKey = RecipeConfigLimits.speedKey
+        let keys = table.sortedKeys.filter { laneIsStation || $0 != speedKey }
         for key in keys where !allowed.contains(key) {
             var message = "unknown step kind '\(key)' (expected one of: \(allowed.joined(separator: ", ")))"
             if key == "station" {
@@ -347,10 +354,28 @@ private struct RecipeLaneParser {
             throw table.error(
                 field, .invalidValue,
                 keys.isEmpty
-                    ? "an empty step (expected one of: \(allowed.joined(separator: ", ")))"
+                    ? "a step without a kind (expected one of: \(allowed.joined(separator: ", ")))"
                     : "a step has exactly one kind, found \(keys.count): \(keys.joined(separator: ", "))")
         }
+        if entries[speedKey] != nil, !laneIsStation, !RecipeConfigLimits.speedStepKinds.contains(kind) {
+            throw table.error(
+                field.key(speedKey), .unknownKey,
+                "unknown key '\(speedKey)' for a '\(kind)' step (only move and path take a speed)")
+        }
         return (kind, argument, table)
+    }
+
+    /// The optional `speed` of a move or path step: 0 < speed ≤ 1, default 1.
+    private func speedFraction(of step: ConfigTable, kind: String) throws(ConfigError) -> Double {
+        let key = RecipeConfigLimits.speedKey
+        guard RecipeConfigLimits.speedStepKinds.contains(kind), step.entries[key] != nil else { return 1 }
+        let speed = try step.number(key)
+        guard speed > 0, speed <= 1 else {
+            throw step.error(
+                step.path.key(key), .outOfRange,
+                "\(formatNumber(speed)) is outside the range of a speed fraction: above 0, at most 1")
+        }
+        return speed
     }
 
     private func teachPoint(_ value: ConfigValue, of arm: ArmDefinition, at field: FieldPath, in table: ConfigTable)

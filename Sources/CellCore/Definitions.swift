@@ -63,7 +63,7 @@ public enum ArmToolKind: String, Sendable, Equatable, CaseIterable {
 
 /// Where a teach point is, as the simulator's parts flow sees it (which part a grip there picks, where a release
 /// puts it).
-public enum TeachLocation: String, Sendable, Equatable, CaseIterable {
+public enum TeachPointLocation: String, Sendable, Equatable, CaseIterable {
     /// The housing pick point of the infeed conveyor.
     case infeed
     /// The assembly fixture (with its clamp): housings, LED modules and lenses are placed here, lamps picked.
@@ -87,10 +87,10 @@ public struct TeachPoint: Sendable, Equatable, Hashable {
     /// Joint positions J1..J6 in radians (always 6 values, inside `JointLimits.ra610`).
     public var jointsRadians: [Double]
     /// What is at this pose for the parts flow.
-    public var location: TeachLocation
+    public var location: TeachPointLocation
 
     /// Creates a teach point.
-    public init(name: String, jointsRadians: [Double], location: TeachLocation) {
+    public init(name: String, jointsRadians: [Double], location: TeachPointLocation) {
         self.name = name
         self.jointsRadians = jointsRadians
         self.location = location
@@ -132,7 +132,7 @@ public struct JointLimits: Sendable, Equatable {
 }
 
 /// The limits the cell controller plans an arm's motion with (at most the datasheet's), per joint J1..J6.
-public struct MotionLimits: Sendable, Equatable {
+public struct ArmMotionLimits: Sendable, Equatable {
     /// Upper bound accepted for a jerk limit, rad/s³ (the datasheet gives none; this only catches unit mistakes).
     public static let jerkCeilingRadiansPerSecondCubed = 10_000.0
 
@@ -163,7 +163,7 @@ public struct ArmDefinition: Sendable, Equatable {
     /// The tool mounted on the arm.
     public var tool: ArmToolKind
     /// The limits the controller plans with.
-    public var motionLimits: MotionLimits
+    public var motionLimits: ArmMotionLimits
     /// The datasheet joint limits of the arm model.
     public var jointLimits: JointLimits
     /// The teach points, sorted by name; always contains `home`.
@@ -171,7 +171,7 @@ public struct ArmDefinition: Sendable, Equatable {
 
     /// Creates an arm definition.
     public init(
-        endpoint: DeviceEndpoint, tool: ArmToolKind, motionLimits: MotionLimits, jointLimits: JointLimits = .ra610,
+        endpoint: DeviceEndpoint, tool: ArmToolKind, motionLimits: ArmMotionLimits, jointLimits: JointLimits = .ra610,
         teachPoints: [TeachPoint]
     ) {
         self.endpoint = endpoint

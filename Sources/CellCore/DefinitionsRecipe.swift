@@ -81,11 +81,13 @@ public struct RecipeEvent: Sendable, Equatable, Hashable {
 /// over all cycles) passes once E has been signalled at least n times; this lets a lane run ahead into the next
 /// lamp without losing or double-counting signals.
 public enum ArmStep: Sendable, Equatable {
-    /// Move to a teach point (one jerk-limited, time-synchronised move, ending at rest).
-    case move(TeachPoint)
-    /// Move through the teach points in order, stopping at each one (the tool state is unchanged throughout, so
-    /// a glue bead is `tool dispense_on`, `path`, `tool dispense_off`).
-    case path([TeachPoint])
+    /// Move to a teach point (one jerk-limited, time-synchronised move, ending at rest), with every joint's
+    /// velocity limit scaled by `speedFraction` (0 < fraction ≤ 1; 1 unless the file says otherwise).
+    case move(TeachPoint, speedFraction: Double)
+    /// Move through the teach points in order, stopping at each one, velocity limits scaled by `speedFraction`.
+    /// The tool state is unchanged throughout, so a glue bead is `tool dispense_on`, `path`, `tool dispense_off`;
+    /// its volume (0.20 ml/s while moving) follows from the path's duration, hence the slow `speedFraction`.
+    case path([TeachPoint], speedFraction: Double)
     /// Run a tool action at rest; `screw`/`press` take the recipe's tool parameter.
     case tool(ToolAction)
     /// Wait until the event has been signalled once more than this lane has already waited for it.
