@@ -166,6 +166,10 @@ public struct PackMLUnit: Sendable, Equatable {
         completeIfFulfilled()
     }
 
+    /// Sets the ideal cycle time OEE's performance is measured against (when an order's recipe is chosen).
+    /// Control thread; no allocation.
+    public mutating func setIdealCycle(nanoseconds: UInt64) { oee.idealCycleNanoseconds = nanoseconds }
+
     /// Records `count` lamps resolved as scrap after an abort/stop. Control thread; no allocation.
     public mutating func recordScrapped(_ count: UInt64 = 1) { counters.recordScrapped(count) }
 
