@@ -128,8 +128,12 @@ public final class CellWorld: ArmToolWorld {
         let lot = housingLots.take(random: &random)
         var defect = PartDefect.none
         if Double.random(in: 0..<1, using: &random) < configuration.defectRate {
-            let kinds: [PartDefect] = [.screw, .press, .leak, .light]
-            defect = kinds[Int.random(in: 0..<kinds.count, using: &random)]
+            switch Int.random(in: 0..<4, using: &random) {
+            case 0: defect = .screw
+            case 1: defect = .press
+            case 2: defect = .leak
+            default: defect = .light
+            }
         }
         housingAtInfeed = SimPart(id: nextPartID, housingLot: lot, defect: defect)
         nextPartID += 1
@@ -279,6 +283,8 @@ public final class CellWorld: ArmToolWorld {
 
     // MARK: Tools
 
+    /// A tool request of `arm` ended with the arm at `jointPositionsRadians`: moves parts by the rules in the type's
+    /// documentation and returns the outcome. Called by `RA610Model` while the cell is stepped.
     public func toolFinished(
         arm: String, command: ToolCommand, param: UInt16, jointPositionsRadians: [Double],
         dispensedMilliliters: Double, random: inout SimulationRandom

@@ -268,6 +268,7 @@ public final class TS200Model: ModbusDevice {
         address >= 0 && count >= 0 && address <= tableSize && count <= tableSize - address
     }
 
+    /// Reads coils (0..7) or discrete inputs (0..11); any address outside: 0x02.
     public func readBits(_ table: ModbusTable, address: Int, into values: UnsafeMutableBufferPointer<UInt8>)
         -> ModbusExceptionCode?
     {
@@ -291,6 +292,7 @@ public final class TS200Model: ModbusDevice {
         return nil
     }
 
+    /// Reads the holding register (0) or input registers (0..15); any address outside: 0x02.
     public func readRegisters(_ table: ModbusTable, address: Int, into values: UnsafeMutableBufferPointer<UInt16>)
         -> ModbusExceptionCode?
     {
@@ -311,6 +313,7 @@ public final class TS200Model: ModbusDevice {
         return nil
     }
 
+    /// Writes coils 0..7 (address 0x02 → value 0x03 → all applied in order, with their edges and motions).
     public func writeCoils(address: Int, values: UnsafeBufferPointer<UInt8>) -> ModbusExceptionCode? {
         guard Self.inRange(address: address, count: values.count, tableSize: Self.coilCount) else {
             return .illegalDataAddress
@@ -323,6 +326,7 @@ public final class TS200Model: ModbusDevice {
         return nil
     }
 
+    /// Writes `variant` (address 0 only; values 1 or 2, else 0x03 with nothing written).
     public func writeRegisters(address: Int, values: UnsafeBufferPointer<UInt16>) -> ModbusExceptionCode? {
         guard Self.inRange(address: address, count: values.count, tableSize: Self.holdingRegisterCount) else {
             return .illegalDataAddress
