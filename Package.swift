@@ -12,6 +12,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
     ],
     targets: [
         // C libraries and shims.
@@ -31,6 +32,11 @@ let package = Package(
             dependencies: ["Motion", .product(name: "TOMLKit", package: "TOMLKit")]),
         .target(name: "CellModbus", dependencies: ["CellCore", "Modbus", "CRealtime"]),
         .target(name: "CellSimulator", dependencies: ["CellCore", "Modbus", "CRealtime"]),
+        .target(
+            name: "CellRuntime",
+            dependencies: [
+                "CellCore", "CRealtime", .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]),
 
         // Executables.
         .executableTarget(
@@ -43,7 +49,7 @@ let package = Package(
         .executableTarget(
             name: "lampcelld",
             dependencies: [
-                "CellModbus", "CellCore", "CellSimulator", "CRealtime",
+                "CellModbus", "CellCore", "CellRuntime", "CellSimulator", "CRealtime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -52,6 +58,7 @@ let package = Package(
         .testTarget(name: "ModbusTests", dependencies: ["Modbus", "CRealtime"]),
         .testTarget(name: "MotionTests", dependencies: ["Motion"]),
         .testTarget(name: "CellCoreTests", dependencies: ["CellCore"]),
+        .testTarget(name: "CellRuntimeTests", dependencies: ["CellRuntime", "CellCore", "CRealtime"]),
         .testTarget(
             name: "CellSimulatorTests",
             dependencies: ["CellSimulator", "CellCore", "Modbus", "CRealtime"]),

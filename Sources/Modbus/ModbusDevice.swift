@@ -53,7 +53,7 @@ public enum ModbusTable: Sendable {
 ///
 /// Thread: whoever owns the device. `ModbusTCPServer` calls these methods from its own thread, so a device it
 /// serves is `Sendable` and synchronises inside (the simulator wraps its models in a locked adapter).
-/// Methods must not keep the buffers.
+/// Methods must not keep the buffers. `ModbusTCPServer` reads `supportedFunctions` once, when it is created.
 public protocol ModbusDevice: AnyObject {
     /// Function codes this device answers; any other is answered with exception 0x01.
     var supportedFunctions: Set<ModbusFunction> { get }

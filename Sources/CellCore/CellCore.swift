@@ -1,1 +1,0 @@
-// CellCore: see the module's files.

@@ -1,1 +1,0 @@
-// CellModbus: see the module's files.

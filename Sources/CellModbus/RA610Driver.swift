@@ -1,0 +1,187 @@
+import CellCore
+import Modbus
+
+/// The RA-610 register map as the driver uses it (datasheet "RA-610 arm controller — Modbus TCP interface").
+public enum RA610Registers {
+    /// Holding registers 0..27: command, heartbeat, tool_command, tool_request_id, tool_param, watchdog_ms,
+    /// stream_period_us, reserved 7..15, target[6] (i32 µrad, high word first) at 16..27.
+    public static let writeAddress = 0
+    public static let writeCount = 28
+    /// Holding registers 256..295 mirror input registers 0..39 (status … actual_velocity).
+    public static let statusMirrorAddress = 256
+    public static let statusMirrorCount = 40
+    /// Input registers 100..103: model, firmware, serial_number (u32).
+    public static let identityAddress = 100
+    public static let identityCount = 4
+    /// Offsets inside the holding block.
+    public static let targetOffset = 16
+    /// Offsets inside the status mirror.
+    public static let actualPositionOffset = 16
+    public static let actualVelocityOffset = 28
+    /// Model number an RA-610 reports.
+    public static let model: UInt16 = 610
+}
+
+/// Encodes radians as the datasheet's i32 micro-radians, saturating at the i32 range.
+@inline(__always)
+func microradians(_ radians: Double) -> Int32 {
+    let value = (radians * 1_000_000).rounded()
+    if !(value > Double(Int32.min)) { return Int32.min }
+    if !(value < Double(Int32.max)) { return Int32.max }
+    return Int32(value)
+}
+
+/// Reads a big-endian-word i32 (high word first) from two registers.
+@inline(__always)
+func int32(high: UInt16, low: UInt16) -> Int32 {
+    Int32(bitPattern: UInt32(high) << 16 | UInt32(low))
+}
+
+/// Reads a u32 (high word first) from two registers.
+@inline(__always)
+func uint32(high: UInt16, low: UInt16) -> UInt32 { UInt32(high) << 16 | UInt32(low) }
+
+/// Driver for one RA-610 arm controller over Modbus TCP.
+///
+/// Each period the control thread calls `exchange`, which performs exactly one 0x17 read/write-multiple transaction:
+/// it writes the command block (holding 0..27) and reads the status mirror (holding 256..295). After every (re)connect
+/// it also reads the identity registers once. Failures never throw: they show in `ArmInputs.link`, the last good
+/// values stay in place, and reconnects follow the client's capped exponential backoff.
+///
+/// Thread: owned by the control thread after start-up; not for concurrent use. `exchange` does not allocate.
+public final class RA610Driver: @unchecked Sendable {
+    /// The device name from the cell definition (`loader`, `assembler`, `lens`).
+    public let name: String
+    private let client: ModbusClient
+    private let writeBuffer: UnsafeMutableBufferPointer<UInt16>
+    private let readBuffer: UnsafeMutableBufferPointer<UInt16>
+    private var needsIdentity = true
+
+    /// - Parameters:
+    ///   - responseTimeoutNanoseconds: the bound on one transaction; keep it well below the control period.
+    ///   - connectTimeoutNanoseconds: the bound on one connect attempt (it runs on the control thread).
+    public init(
+        name: String, host: String, port: Int, unitID: UInt8,
+        responseTimeoutNanoseconds: UInt64, connectTimeoutNanoseconds: UInt64,
+        reconnect: ReconnectPolicy = .default
+    ) throws(ModbusError) {
+        self.name = name
+        client = try ModbusClient(
+            host: host, port: port, unitID: unitID,
+            responseTimeoutNanoseconds: responseTimeoutNanoseconds,
+            connectTimeoutNanoseconds: connectTimeoutNanoseconds, reconnect: reconnect)
+        writeBuffer = .allocate(capacity: RA610Registers.writeCount)
+        writeBuffer.initialize(repeating: 0)
+        readBuffer = .allocate(capacity: RA610Registers.statusMirrorCount)
+        readBuffer.initialize(repeating: 0)
+    }
+
+    deinit {
+        client.close()
+        writeBuffer.deallocate()
+        readBuffer.deallocate()
+    }
+
+    /// Closes the connection (shutdown). Thread: the owner.
+    public func close() { client.close() }
+
+    /// Writes `outputs` and reads the arm's state into `inputs` in one 0x17 transaction.
+    /// Thread: the control thread. Does not allocate; blocks at most the response timeout (or connect timeout).
+    public func exchange(_ outputs: ArmOutputs, into inputs: inout ArmInputs, nowNanoseconds: UInt64) {
+        if !client.isConnected {
+            guard client.maintainConnection(nowNanoseconds: nowNanoseconds) else {
+                inputs.link.state = .disconnected
+                inputs.link.consecutiveFailures &+= 1
+                return
+            }
+            needsIdentity = true
+        }
+        do throws(ModbusError) {
+            if needsIdentity {
+                try readIdentity(into: &inputs.link)
+                needsIdentity = false
+            }
+            encode(outputs)
+            try client.writeAndReadRegisters(
+                writeAddress: RA610Registers.writeAddress, values: UnsafeBufferPointer(writeBuffer),
+                readAddress: RA610Registers.statusMirrorAddress, into: readBuffer)
+            decode(into: &inputs)
+            inputs.link.state = .ok
+            inputs.link.detail = 0
+            inputs.link.consecutiveFailures = 0
+        } catch {
+            inputs.link.record(error)
+        }
+    }
+
+    private func readIdentity(into link: inout DeviceLink) throws(ModbusError) {
+        let identity = UnsafeMutableBufferPointer(rebasing: readBuffer[0..<RA610Registers.identityCount])
+        try client.readInputRegisters(address: RA610Registers.identityAddress, into: identity)
+        link.model = identity[0]
+        link.firmware = identity[1]
+        link.serialNumber = uint32(high: identity[2], low: identity[3])
+    }
+
+    private func encode(_ outputs: ArmOutputs) {
+        writeBuffer[0] = outputs.command.rawValue
+        writeBuffer[1] = outputs.heartbeat
+        writeBuffer[2] = outputs.toolCommand.rawValue
+        writeBuffer[3] = outputs.toolRequestID
+        writeBuffer[4] = outputs.toolParam
+        writeBuffer[5] = outputs.watchdogMilliseconds
+        writeBuffer[6] = outputs.streamPeriodMicroseconds
+        for joint in 0..<armJointCount {
+            let value = UInt32(bitPattern: microradians(outputs.targetsRadians[joint]))
+            writeBuffer[RA610Registers.targetOffset + 2 * joint] = UInt16(truncatingIfNeeded: value >> 16)
+            writeBuffer[RA610Registers.targetOffset + 2 * joint + 1] = UInt16(truncatingIfNeeded: value)
+        }
+    }
+
+    private func decode(into inputs: inout ArmInputs) {
+        let r = readBuffer
+        inputs.status = ArmStatus(rawValue: r[0])
+        inputs.faultCode = r[1]
+        inputs.heartbeatEcho = r[2]
+        inputs.toolState = ToolState(rawValue: r[3])
+        inputs.toolAckID = r[4]
+        inputs.toolResult = r[5]
+        inputs.uptimeMilliseconds = uint32(high: r[6], low: r[7])
+        inputs.toolKind = r[8]
+        for joint in 0..<armJointCount {
+            let p = RA610Registers.actualPositionOffset + 2 * joint
+            let v = RA610Registers.actualVelocityOffset + 2 * joint
+            inputs.actualPositionsRadians[joint] = Double(int32(high: r[p], low: r[p + 1])) / 1_000_000
+            inputs.actualVelocitiesRadiansPerSecond[joint] = Double(int32(high: r[v], low: r[v + 1])) / 1_000_000
+        }
+    }
+}
+
+extension DeviceLink {
+    /// Records a failed exchange. Thread: the control thread; does not allocate.
+    mutating func record(_ error: ModbusError) {
+        consecutiveFailures &+= 1
+        switch error {
+        case .exception(let code):
+            state = .exception
+            detail = Int32(code.rawValue)
+        case .unknownException(let rawCode):
+            state = .exception
+            detail = Int32(rawCode)
+        case .timeout:
+            state = .timeout
+            detail = 0
+        case .badData(let errno):
+            state = .badData
+            detail = errno
+        case .connectionLost(let errno), .connectFailed(let errno):
+            state = .disconnected
+            detail = errno
+        case .notConnected:
+            state = .disconnected
+            detail = 0
+        case .invalidArgument:
+            state = .badData
+            detail = 0
+        }
+    }
+}
