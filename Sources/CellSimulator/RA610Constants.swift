@@ -57,32 +57,45 @@ public enum RA610Limits {
     /// Glue flow while dispensing and moving, ml/s.
     public static let glueFlowMillilitersPerSecond = 0.20
 
-    /// `watchdog_ms` range and power-up default.
+    /// `watchdog_ms` valid range.
     public static let watchdogMillisecondsRange: ClosedRange<UInt16> = 20...1000
+    /// `watchdog_ms` at power-up.
     public static let watchdogMillisecondsDefault: UInt16 = 100
-    /// `stream_period_us` range and power-up default.
+    /// `stream_period_us` valid range.
     public static let streamPeriodMicrosecondsRange: ClosedRange<UInt16> = 250...20000
+    /// `stream_period_us` at power-up.
     public static let streamPeriodMicrosecondsDefault: UInt16 = 4000
-    /// `tool_param` range for SCREW (0.01 N·m) and PRESS (N).
+    /// `tool_param` range for SCREW (target torque, 0.01 N·m).
     public static let screwTorqueParamRange: ClosedRange<UInt16> = 50...500
+    /// `tool_param` range for PRESS (target force, N).
     public static let pressForceParamRange: ClosedRange<UInt16> = 50...1500
 
-    /// Tool durations (ms). SCREW and PRESS are drawn uniformly from their ranges.
+    /// GRIP / RELEASE duration, ms.
     public static let gripReleaseMilliseconds: Double = 150
+    /// SCREW duration range, ms (drawn uniformly from the arm's seeded source).
     public static let screwMillisecondsRange: ClosedRange<Double> = 900...1400
+    /// PRESS duration range, ms (drawn uniformly from the arm's seeded source).
     public static let pressMillisecondsRange: ClosedRange<Double> = 600...900
+    /// DISPENSE_ON / DISPENSE_OFF (valve) duration, ms.
     public static let dispenseValveMilliseconds: Double = 50
 }
 
 /// RA-610 register addresses (datasheet "Holding registers" / "Input registers").
 public enum RA610Register {
     // Holding registers.
+    /// `command` bits (`RA610CommandBit`).
     public static let command = 0
+    /// `heartbeat` u16.
     public static let heartbeat = 1
+    /// `tool_command` (`ToolCommand`).
     public static let toolCommand = 2
+    /// `tool_request_id`: a change starts a tool request.
     public static let toolRequestID = 3
+    /// `tool_param`.
     public static let toolParam = 4
+    /// `watchdog_ms`.
     public static let watchdogMilliseconds = 5
+    /// `stream_period_us`.
     public static let streamPeriodMicroseconds = 6
     /// First of 6 × i32 µrad (two registers each, high word first).
     public static let target = 16
@@ -90,17 +103,25 @@ public enum RA610Register {
     public static let holdingCount = 28
     /// Holding 256..295 mirror input registers 0..39 (read only).
     public static let statusMirror = 256
+    /// Length of the status mirror.
     public static let statusMirrorCount = 40
 
     // Input registers.
+    /// `status` bits (`RA610StatusBit`).
     public static let status = 0
+    /// `fault_code` (`RA610FaultCode`).
     public static let faultCode = 1
+    /// `heartbeat_echo`.
     public static let heartbeatEcho = 2
+    /// `tool_state` bits (`RA610ToolStateBit`).
     public static let toolState = 3
+    /// `tool_ack_id`.
     public static let toolAckID = 4
+    /// `tool_result`.
     public static let toolResult = 5
     /// u32, high word first.
     public static let uptimeMilliseconds = 6
+    /// `tool_kind` (`ToolKind`).
     public static let toolKind = 8
     /// 6 × i32 µrad.
     public static let actualPosition = 16
@@ -108,7 +129,9 @@ public enum RA610Register {
     public static let actualVelocity = 28
     /// Input registers 0..<inputCount form the first table.
     public static let inputCount = 40
+    /// `model` (610).
     public static let model = 100
+    /// `firmware` (major × 256 + minor).
     public static let firmware = 101
     /// u32, high word first.
     public static let serialNumber = 102

@@ -13,6 +13,7 @@ import Modbus
 /// given the `SimulationRandom` seed, the requests and the world.
 ///
 /// Thread: not `Sendable`; one thread at a time (the simulated cell's lock). A server wraps it in a locked adapter.
+/// The model keeps a strong reference to its `world`; a world that owns its arms forms a cycle for its lifetime.
 ///
 /// Interpretations of the datasheet where it leaves room (documented here so a driver does not rely on them):
 /// - A new streamed setpoint is checked against the previous *setpoint*; the reference then interpolates from its
