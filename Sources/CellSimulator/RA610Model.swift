@@ -1,0 +1,747 @@
+// RA-610 arm controller model: registers, servo dynamics, faults, e-stop, tool — as the datasheet
+// (/work/shared/datasheets/RA-610-arm-controller.md) says.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+import Modbus
+
+/// A simulated RA-610 arm controller: its Modbus register tables, its 4 kHz servo loop and its tool.
+///
+/// The model runs on virtual time: `step()` advances exactly `stepNanoseconds`; Modbus requests (the
+/// `ModbusDevice` methods) act at the current model time, between steps. Everything it does is deterministic
+/// given the `SimulationRandom` seed, the requests and the world.
+///
+/// Thread: not `Sendable`; one thread at a time (the simulated cell's lock). A server wraps it in a locked adapter.
+/// The model keeps a strong reference to its `world`; a world that owns its arms forms a cycle for its lifetime.
+///
+/// Interpretations of the datasheet where it leaves room (documented here so a driver does not rely on them):
+/// - A new streamed setpoint is checked against the previous *setpoint*; the reference then interpolates from its
+///   current value (equal to the previous setpoint once the previous period has elapsed) to the new setpoint over
+///   `stream_period_us`, so it never jumps when a setpoint arrives early.
+/// - The servo does not saturate velocity; a controlled stop decelerates at each joint's max acceleration; an
+///   e-stop uses at least that, more only if a joint runs faster than its max velocity, so it ends within 300 ms.
+/// - A tool request that cannot run (not ENABLED, in motion, fault) ends ERROR with `tool_result` 0 and leaves
+///   HOLDING_PART unchanged. A request with command NONE ends DONE at once with result 0 and does not call the world.
+/// - After a controlled stop the setpoint stays the last accepted one (IN_POSITION tells whether the arm reached it);
+///   after a STOP-bit stop or on enabling, the setpoint is where the arm holds.
+public final class RA610Model: ModbusDevice {
+    /// Number of joints.
+    public static let jointCount = 6
+    /// One servo-loop period (the datasheet's 4 kHz).
+    public static let stepNanoseconds: UInt64 = 250_000
+
+    // MARK: Identity and collaborators
+
+    /// Arm name passed to the world (e.g. "loader").
+    public let name: String
+    /// `serial_number` input registers.
+    public let serialNumber: UInt32
+    /// `firmware` input register (major × 256 + minor).
+    public let firmware: UInt16
+    /// `tool_kind` input register.
+    public let toolKind: ToolKind
+    private let world: ArmToolWorld
+    private var random: SimulationRandom
+
+    /// Model time since power-up (also `uptime_ms`). Thread: the owner.
+    public private(set) var timeNanoseconds: UInt64 = 0
+
+    /// Every fault latched (including ESTOP replacing another), in order; for invariant checks. Thread: the owner.
+    public private(set) var faultHistory: [(timeNanoseconds: UInt64, code: UInt16)] = []
+
+    /// Scales every tool duration (1 = the datasheet's). Values ≤ 0 make tools finish on the next step.
+    /// Thread: the owner.
+    public var toolDurationScale: Double = 1
+
+    // MARK: Holding registers (0..27)
+
+    private var holding = [UInt16](repeating: 0, count: RA610Register.holdingCount)
+
+    // MARK: Servo and motion state
+
+    private enum ServoState: Equatable {
+        case off
+        case enabling(readyAtNanoseconds: UInt64)
+        case on
+    }
+
+    private enum MotionMode: Equatable {
+        /// Tracking the reference (interpolated setpoint) as a critically damped second-order system.
+        case tracking
+        /// Decelerating every joint to standstill; then servos off (`servosOff`) or hold.
+        case decelerating(servosOff: Bool)
+    }
+
+    private var servo: ServoState = .off
+    private var motion: MotionMode = .tracking
+    private var positions = [Double](repeating: 0, count: jointCount)
+    private var velocities = [Double](repeating: 0, count: jointCount)
+    /// The servo's setpoint (the end of the reference ramp).
+    private var setpoints = [Double](repeating: 0, count: jointCount)
+    /// The reference at `rampStartNanoseconds`.
+    private var rampStarts = [Double](repeating: 0, count: jointCount)
+    private var rampStartNanoseconds: UInt64 = 0
+    private var rampEndNanoseconds: UInt64 = 0
+    private var decelerations = [Double](repeating: 0, count: jointCount)
+
+    private var streaming = false
+    private var streamingStartNanoseconds: UInt64 = 0
+    private var heartbeatChangeNanoseconds: UInt64 = 0
+    /// ENABLE has been seen clear since the last fault (servos may come on when it is set).
+    private var enableArmed = true
+    /// The arm decelerated for the STOP bit and holds; cleared when STOP clears.
+    private var heldForStop = false
+
+    // MARK: Fault state
+
+    private var latchedFault: UInt16 = 0
+    private var estop = false
+    private var protectiveStop = false
+
+    // MARK: Tool state
+
+    private var toolBusy = false
+    private var toolDone = false
+    private var toolError = false
+    private var holdingPart = false
+    private var toolAckID: UInt16 = 0
+    private var toolResult: UInt16 = 0
+    private var runningRequestID: UInt16 = 0
+    private var runningCommand: ToolCommand = .none
+    private var runningParam: UInt16 = 0
+    private var toolEndNanoseconds: UInt64 = 0
+    private var runningJammed = false
+    private var jamNextRequest = false
+    private var dispensing = false
+    private var dispensedMilliliters: Double = 0
+
+    /// Creates a powered arm controller at time 0 with servos off, default registers and all targets 0.
+    /// `initialPositionsRadians` (6 values; clamped to the travel stops) is where the arm stands.
+    /// Thread: any; the model is then owned by one thread at a time.
+    public init(
+        name: String, serialNumber: UInt32, firmware: UInt16, toolKind: ToolKind,
+        world: ArmToolWorld, random: SimulationRandom,
+        initialPositionsRadians: [Double] = [Double](repeating: 0, count: RA610Model.jointCount)
+    ) {
+        precondition(initialPositionsRadians.count == Self.jointCount, "RA610Model \(name): 6 initial positions")
+        self.name = name
+        self.serialNumber = serialNumber
+        self.firmware = firmware
+        self.toolKind = toolKind
+        self.world = world
+        self.random = random
+        holding[RA610Register.watchdogMilliseconds] = RA610Limits.watchdogMillisecondsDefault
+        holding[RA610Register.streamPeriodMicroseconds] = RA610Limits.streamPeriodMicrosecondsDefault
+        for j in 0..<Self.jointCount {
+            let limit = RA610Limits.joints[j]
+            let p = min(max(initialPositionsRadians[j], limit.minimumRadians), limit.maximumRadians)
+            positions[j] = p
+            setpoints[j] = p
+            rampStarts[j] = p
+        }
+    }
+
+    // MARK: Observation
+
+    /// Measured joint positions, rad. Thread: the owner.
+    public var actualPositionsRadians: [Double] { positions }
+    /// Measured joint velocities, rad/s. Thread: the owner.
+    public var actualVelocitiesRadiansPerSecond: [Double] { velocities }
+    /// The servo setpoints, rad (for the simulator UI). Thread: the owner.
+    public var setpointsRadians: [Double] { setpoints }
+    /// `fault_code` (0 when none). Thread: the owner.
+    public var faultCode: UInt16 { latchedFault }
+
+    /// `status` input register. Thread: the owner.
+    public var statusWord: UInt16 {
+        var word = RA610StatusBit.powered
+        if servo == .on { word |= RA610StatusBit.enabled }
+        if isInMotion { word |= RA610StatusBit.inMotion }
+        if latchedFault != 0 { word |= RA610StatusBit.fault }
+        if estop { word |= RA610StatusBit.estop }
+        if protectiveStop { word |= RA610StatusBit.protectiveStop }
+        if streaming { word |= RA610StatusBit.streaming }
+        if isInPosition { word |= RA610StatusBit.inPosition }
+        if latchedFault == 0 && !estop { word |= RA610StatusBit.remoteReady }
+        return word
+    }
+
+    /// `tool_state` input register. Thread: the owner.
+    public var toolStateWord: UInt16 {
+        var word: UInt16 = 0
+        if holdingPart { word |= RA610ToolStateBit.holdingPart }
+        if toolBusy { word |= RA610ToolStateBit.busy }
+        if toolDone { word |= RA610ToolStateBit.done }
+        if toolError { word |= RA610ToolStateBit.error }
+        return word
+    }
+
+    /// Glue dispensed since the last DISPENSE_ON, ml. Thread: the owner.
+    public var dispensedGlueMilliliters: Double { dispensedMilliliters }
+
+    private var isInMotion: Bool {
+        for v in velocities where abs(v) > RA610Limits.inMotionVelocityRadiansPerSecond { return true }
+        return false
+    }
+
+    private var isInPosition: Bool {
+        for j in 0..<Self.jointCount {
+            if abs(positions[j] - setpoints[j]) > RA610Limits.inPositionRadians { return false }
+            if abs(velocities[j]) >= RA610Limits.inMotionVelocityRadiansPerSecond { return false }
+        }
+        return true
+    }
+
+    private var commandWord: UInt16 { holding[RA610Register.command] }
+    private var streamPeriodNanoseconds: UInt64 {
+        UInt64(holding[RA610Register.streamPeriodMicroseconds]) * 1_000
+    }
+
+    // MARK: Fault injection
+
+    /// Latches `code` as if its cause had occurred (0x0401 also sets PROTECTIVE_STOP, 0x0601 acts as an e-stop
+    /// that may be reset while the chain is closed). Only the first fault latches, except ESTOP. Code 0 is ignored.
+    /// Thread: the owner.
+    public func injectFault(code: UInt16) {
+        guard code != 0 else { return }
+        latchFault(code)
+    }
+
+    /// Makes the next tool request (not NONE) jam: it runs its duration, then ends ERROR with result 0 without
+    /// acting on the world. Thread: the owner.
+    public func failNextToolRequest() {
+        jamNextRequest = true
+    }
+
+    // MARK: Stepping
+
+    /// Advances the model by exactly `stepNanoseconds`: reads the safety chain, runs the enable/stream/stop logic
+    /// and the watchdog, integrates the joints, checks following error, runs the tool. Thread: the owner.
+    public func step() {
+        let now = timeNanoseconds
+        let next = now + Self.stepNanoseconds
+
+        if !world.safetyChainClosed && !estop {
+            latchFault(RA610FaultCode.emergencyStop)
+        }
+        let command = commandWord
+        let enableBit = command & RA610CommandBit.enable != 0
+        let stopBit = command & RA610CommandBit.stop != 0
+        let streamBit = command & RA610CommandBit.stream != 0
+        if !enableBit { enableArmed = true }
+        if !stopBit { heldForStop = false }
+        let faulted = latchedFault != 0 || estop
+
+        switch servo {
+        case .off:
+            if enableBit && enableArmed && !faulted {
+                servo = .enabling(readyAtNanoseconds: now + RA610Limits.enableDelayNanoseconds)
+            }
+        case .enabling(let readyAt):
+            if !enableBit || faulted {
+                servo = .off
+            } else if now >= readyAt {
+                servo = .on
+                holdHere(at: now)
+            }
+        case .on:
+            if !enableBit && motion != .decelerating(servosOff: true) {
+                beginControlledStop(servosOff: true)
+            }
+        }
+
+        if servo == .on {
+            if stopBit && !heldForStop && motion == .tracking {
+                beginControlledStop(servosOff: false)
+            }
+            if streaming && !streamBit { streaming = false }
+            if !streaming && streamBit && !stopBit && !faulted && motion != .decelerating(servosOff: true) {
+                startStreaming(at: now)
+            }
+        }
+
+        if streaming {
+            let watchdog = UInt64(holding[RA610Register.watchdogMilliseconds]) * 1_000_000
+            let since = max(heartbeatChangeNanoseconds, streamingStartNanoseconds)
+            if now - since > watchdog {
+                latchFault(RA610FaultCode.commWatchdog)
+            }
+        }
+
+        integrate(from: now, to: next)
+        timeNanoseconds = next
+
+        if servo == .on && motion == .tracking {
+            for j in 0..<Self.jointCount
+            where abs(reference(joint: j, at: next) - positions[j]) > RA610Limits.followingErrorRadians {
+                latchFault(RA610FaultCode.followingError)
+                break
+            }
+        }
+
+        if dispensing && isInMotion {
+            dispensedMilliliters += RA610Limits.glueFlowMillilitersPerSecond * Double(Self.stepNanoseconds) / 1e9
+        }
+
+        if toolBusy {
+            if !toolMayRun {
+                endTool(succeeded: false, result: 0)
+            } else if next >= toolEndNanoseconds {
+                finishTool()
+            }
+        }
+    }
+
+    // MARK: Motion
+
+    /// Servos on and holding still where the arm is.
+    private func holdHere(at now: UInt64) {
+        motion = .tracking
+        for j in 0..<Self.jointCount {
+            setpoints[j] = positions[j]
+            rampStarts[j] = positions[j]
+        }
+        rampStartNanoseconds = now
+        rampEndNanoseconds = now
+    }
+
+    private func reference(joint j: Int, at time: UInt64) -> Double {
+        if time >= rampEndNanoseconds || rampEndNanoseconds <= rampStartNanoseconds { return setpoints[j] }
+        let fraction = Double(time - rampStartNanoseconds) / Double(rampEndNanoseconds - rampStartNanoseconds)
+        return rampStarts[j] + (setpoints[j] - rampStarts[j]) * fraction
+    }
+
+    private func rampSlope(joint j: Int) -> Double {
+        guard rampEndNanoseconds > rampStartNanoseconds else { return 0 }
+        return (setpoints[j] - rampStarts[j]) / (Double(rampEndNanoseconds - rampStartNanoseconds) / 1e9)
+    }
+
+    private func integrate(from start: UInt64, to end: UInt64) {
+        switch servo {
+        case .off, .enabling:
+            for j in 0..<Self.jointCount { velocities[j] = 0 }
+            return
+        case .on:
+            break
+        }
+        switch motion {
+        case .tracking:
+            // Split the step where the reference ramp ends; integrate each piece exactly.
+            let split = min(max(rampEndNanoseconds, start), end)
+            for j in 0..<Self.jointCount {
+                if split > start {
+                    trackExactly(joint: j, referenceAtStart: reference(joint: j, at: start),
+                                 slope: rampSlope(joint: j), seconds: Double(split - start) / 1e9)
+                }
+                if end > split {
+                    trackExactly(joint: j, referenceAtStart: setpoints[j], slope: 0,
+                                 seconds: Double(end - split) / 1e9)
+                }
+            }
+        case .decelerating(let servosOff):
+            let seconds = Double(end - start) / 1e9
+            var allStopped = true
+            for j in 0..<Self.jointCount {
+                let v = velocities[j]
+                let a = decelerations[j]
+                if abs(v) <= a * seconds {
+                    positions[j] += v * abs(v) / (2 * a)
+                    velocities[j] = 0
+                } else {
+                    let sign: Double = v > 0 ? 1 : -1
+                    positions[j] += v * seconds - sign * 0.5 * a * seconds * seconds
+                    velocities[j] = v - sign * a * seconds
+                    allStopped = false
+                }
+                applyTravelStop(joint: j)
+            }
+            if allStopped {
+                if servosOff {
+                    servo = .off
+                    motion = .tracking
+                } else {
+                    holdHere(at: end)
+                    heldForStop = commandWord & RA610CommandBit.stop != 0
+                }
+            }
+        }
+    }
+
+    /// Critically damped tracking, x'' = ωn²(r − x) − 2ωn x', of a reference r(t) = r0 + s·t, solved exactly.
+    private func trackExactly(joint j: Int, referenceAtStart r0: Double, slope s: Double, seconds t: Double) {
+        let wn = RA610Limits.servoNaturalFrequencyRadiansPerSecond
+        // Error e = x − r obeys e'' + 2ωn e' + ωn² e = −2ωn s: particular solution −2s/ωn, homogeneous (A + Bt)e^(−ωn t).
+        let particular = -2 * s / wn
+        let a = positions[j] - r0 - particular
+        let b = (velocities[j] - s) + wn * a
+        let decay = exp(-wn * t)
+        let u = (a + b * t) * decay
+        let du = (b - wn * (a + b * t)) * decay
+        positions[j] = r0 + s * t + particular + u
+        velocities[j] = s + du
+        applyTravelStop(joint: j)
+    }
+
+    /// The joint ranges are hard travel stops: clamp the position and stop motion into the stop.
+    private func applyTravelStop(joint j: Int) {
+        let limit = RA610Limits.joints[j]
+        if positions[j] >= limit.maximumRadians {
+            positions[j] = limit.maximumRadians
+            if velocities[j] > 0 { velocities[j] = 0 }
+        } else if positions[j] <= limit.minimumRadians {
+            positions[j] = limit.minimumRadians
+            if velocities[j] < 0 { velocities[j] = 0 }
+        }
+    }
+
+    /// Decelerates every joint to standstill (at max acceleration; faster only for an e-stop of an over-speed
+    /// joint), leaves streaming; then servos off (`servosOff`) or hold.
+    private func beginControlledStop(servosOff: Bool) {
+        streaming = false
+        switch servo {
+        case .off:
+            return
+        case .enabling:
+            servo = .off
+            return
+        case .on:
+            break
+        }
+        if case .decelerating(true) = motion, !servosOff { return }
+        motion = .decelerating(servosOff: servosOff)
+        for j in 0..<Self.jointCount {
+            let limit = RA610Limits.joints[j].maximumAccelerationRadiansPerSecondSquared
+            decelerations[j] = estop
+                ? max(limit, abs(velocities[j]) / RA610Limits.emergencyStopPlannedSeconds) : limit
+        }
+    }
+
+    private func startStreaming(at now: UInt64) {
+        streaming = true
+        streamingStartNanoseconds = now
+        // The previous setpoint is the actual position; the current target[] is the first new setpoint.
+        motion = .tracking
+        for j in 0..<Self.jointCount {
+            setpoints[j] = positions[j]
+            rampStarts[j] = positions[j]
+        }
+        rampStartNanoseconds = now
+        rampEndNanoseconds = now
+        acceptSetpoint(at: now)
+    }
+
+    /// `target[]` as a new setpoint while streaming: jump and limit checks, then a ramp over `stream_period_us`.
+    private func acceptSetpoint(at now: UInt64) {
+        let periodSeconds = Double(holding[RA610Register.streamPeriodMicroseconds]) / 1e6
+        for j in 0..<Self.jointCount {
+            let limit = RA610Limits.joints[j]
+            let target = targetMicroradians(joint: j)
+            let step = abs(Double(target) / 1e6 - setpoints[j])
+            if step > RA610Limits.setpointJumpFactor * limit.maximumVelocityRadiansPerSecond * periodSeconds {
+                latchFault(RA610FaultCode.setpointJump)
+                return
+            }
+        }
+        for j in 0..<Self.jointCount {
+            let limit = RA610Limits.joints[j]
+            let target = targetMicroradians(joint: j)
+            if target < limit.minimumMicroradians || target > limit.maximumMicroradians {
+                latchFault(RA610FaultCode.positionLimit)
+                return
+            }
+        }
+        for j in 0..<Self.jointCount {
+            rampStarts[j] = reference(joint: j, at: now)
+        }
+        for j in 0..<Self.jointCount {
+            setpoints[j] = Double(targetMicroradians(joint: j)) / 1e6
+        }
+        rampStartNanoseconds = now
+        rampEndNanoseconds = now + streamPeriodNanoseconds
+    }
+
+    private func targetMicroradians(joint j: Int) -> Int64 {
+        Self.int32(high: holding[RA610Register.target + 2 * j], low: holding[RA610Register.target + 2 * j + 1])
+    }
+
+    // MARK: Faults
+
+    private func latchFault(_ code: UInt16) {
+        if code == RA610FaultCode.emergencyStop {
+            estop = true
+            latchedFault = code
+        } else if latchedFault == 0 {
+            latchedFault = code
+            if code == RA610FaultCode.collision { protectiveStop = true }
+        } else {
+            return
+        }
+        faultHistory.append((timeNanoseconds: timeNanoseconds, code: code))
+        enableArmed = false
+        beginControlledStop(servosOff: true)
+        if toolBusy { endTool(succeeded: false, result: 0) }
+    }
+
+    /// RESET 0→1 edge: clears the fault if its cause is gone (ESTOP: the chain is closed again).
+    private func resetEdge() {
+        if estop {
+            guard world.safetyChainClosed else { return }
+            estop = false
+        }
+        latchedFault = 0
+        protectiveStop = false
+    }
+
+    // MARK: Tool
+
+    private var toolMayRun: Bool {
+        servo == .on && motion == .tracking && latchedFault == 0 && !estop && !isInMotion
+    }
+
+    private func startToolRequest(id: UInt16) {
+        let command = ToolCommand(rawValue: holding[RA610Register.toolCommand]) ?? .none
+        toolDone = false
+        toolError = false
+        runningRequestID = id
+        runningCommand = command
+        runningParam = holding[RA610Register.toolParam]
+        if command == .none {
+            endTool(succeeded: true, result: 0)
+            return
+        }
+        toolBusy = true
+        runningJammed = jamNextRequest
+        jamNextRequest = false
+        let milliseconds: Double
+        switch command {
+        case .none: milliseconds = 0
+        case .grip, .release: milliseconds = RA610Limits.gripReleaseMilliseconds
+        case .screw: milliseconds = Double.random(in: RA610Limits.screwMillisecondsRange, using: &random)
+        case .press: milliseconds = Double.random(in: RA610Limits.pressMillisecondsRange, using: &random)
+        case .dispenseOn, .dispenseOff: milliseconds = RA610Limits.dispenseValveMilliseconds
+        }
+        let scaled = max(0, milliseconds * toolDurationScale)
+        toolEndNanoseconds = timeNanoseconds + UInt64((scaled * 1_000_000).rounded())
+        if !toolMayRun { endTool(succeeded: false, result: 0) }
+    }
+
+    private func finishTool() {
+        if runningJammed {
+            endTool(succeeded: false, result: 0)
+            return
+        }
+        let outcome = world.toolFinished(
+            arm: name, command: runningCommand, param: runningParam, jointPositionsRadians: positions,
+            dispensedMilliliters: dispensedMilliliters, random: &random)
+        holdingPart = outcome.holdingPart
+        switch runningCommand {
+        case .dispenseOn where outcome.succeeded:
+            dispensing = true
+            dispensedMilliliters = 0
+        case .dispenseOff:
+            dispensing = false
+        default:
+            break
+        }
+        endTool(succeeded: outcome.succeeded, result: outcome.result)
+    }
+
+    private func endTool(succeeded: Bool, result: UInt16) {
+        toolBusy = false
+        toolDone = succeeded
+        toolError = !succeeded
+        toolAckID = runningRequestID
+        toolResult = result
+    }
+
+    // MARK: Registers
+
+    /// Input register `address` (0..39, 100..103; reserved → 0). Caller checked the address.
+    private func inputRegister(_ address: Int) -> UInt16 {
+        switch address {
+        case RA610Register.status: return statusWord
+        case RA610Register.faultCode: return latchedFault
+        case RA610Register.heartbeatEcho: return holding[RA610Register.heartbeat]
+        case RA610Register.toolState: return toolStateWord
+        case RA610Register.toolAckID: return toolAckID
+        case RA610Register.toolResult: return toolResult
+        case RA610Register.uptimeMilliseconds: return UInt16(truncatingIfNeeded: uptimeMilliseconds >> 16)
+        case RA610Register.uptimeMilliseconds + 1: return UInt16(truncatingIfNeeded: uptimeMilliseconds)
+        case RA610Register.toolKind: return toolKind.rawValue
+        case RA610Register.actualPosition..<(RA610Register.actualPosition + 12):
+            let index = address - RA610Register.actualPosition
+            return Self.word(ofMicro: positions[index / 2], high: index % 2 == 0)
+        case RA610Register.actualVelocity..<(RA610Register.actualVelocity + 12):
+            let index = address - RA610Register.actualVelocity
+            return Self.word(ofMicro: velocities[index / 2], high: index % 2 == 0)
+        case RA610Register.model: return RA610Limits.modelNumber
+        case RA610Register.firmware: return firmware
+        case RA610Register.serialNumber: return UInt16(truncatingIfNeeded: serialNumber >> 16)
+        case RA610Register.serialNumber + 1: return UInt16(truncatingIfNeeded: serialNumber)
+        default: return 0
+        }
+    }
+
+    private var uptimeMilliseconds: UInt32 { UInt32(truncatingIfNeeded: timeNanoseconds / 1_000_000) }
+
+    private static func word(ofMicro value: Double, high: Bool) -> UInt16 {
+        let micro = (value * 1e6).rounded()
+        let clamped = Int32(max(min(micro, Double(Int32.max)), Double(Int32.min)))
+        let bits = UInt32(bitPattern: clamped)
+        return UInt16(truncatingIfNeeded: high ? bits >> 16 : bits)
+    }
+
+    private static func int32(high: UInt16, low: UInt16) -> Int64 {
+        Int64(Int32(bitPattern: UInt32(high) << 16 | UInt32(low)))
+    }
+
+    private static func inside(_ address: Int, _ count: Int, base: Int, size: Int) -> Bool {
+        address >= base && count >= 0 && address + count <= base + size
+    }
+
+    private func holdingReadable(_ address: Int, _ count: Int) -> Bool {
+        Self.inside(address, count, base: 0, size: RA610Register.holdingCount)
+            || Self.inside(address, count, base: RA610Register.statusMirror, size: RA610Register.statusMirrorCount)
+    }
+
+    private func inputReadable(_ address: Int, _ count: Int) -> Bool {
+        Self.inside(address, count, base: 0, size: RA610Register.inputCount)
+            || Self.inside(address, count, base: RA610Register.model, size: RA610Register.identityCount)
+    }
+
+    private static func isReserved(_ address: Int) -> Bool {
+        address > RA610Register.streamPeriodMicroseconds && address < RA610Register.target
+    }
+
+    private func readHolding(address: Int, into values: UnsafeMutableBufferPointer<UInt16>) {
+        for i in 0..<values.count {
+            let a = address + i
+            if a >= RA610Register.statusMirror {
+                values[i] = inputRegister(a - RA610Register.statusMirror)
+            } else {
+                values[i] = Self.isReserved(a) ? 0 : holding[a]
+            }
+        }
+    }
+
+    /// Checks a write of `values` at `address` (0x02, 0x03, 0x06 in that order) without changing anything.
+    private func checkWrite(address: Int, values: UnsafeBufferPointer<UInt16>) -> ModbusExceptionCode? {
+        guard Self.inside(address, values.count, base: 0, size: RA610Register.holdingCount) else {
+            return .illegalDataAddress
+        }
+        func proposed(_ register: Int) -> UInt16 {
+            let i = register - address
+            return i >= 0 && i < values.count ? values[i] : holding[register]
+        }
+        func written(_ register: Int) -> Bool { register >= address && register < address + values.count }
+
+        if written(RA610Register.toolCommand) && proposed(RA610Register.toolCommand) > ToolCommand.dispenseOff.rawValue {
+            return .illegalDataValue
+        }
+        if written(RA610Register.watchdogMilliseconds)
+            && !RA610Limits.watchdogMillisecondsRange.contains(proposed(RA610Register.watchdogMilliseconds)) {
+            return .illegalDataValue
+        }
+        if written(RA610Register.streamPeriodMicroseconds)
+            && !RA610Limits.streamPeriodMicrosecondsRange.contains(proposed(RA610Register.streamPeriodMicroseconds)) {
+            return .illegalDataValue
+        }
+        let requestStarts = proposed(RA610Register.toolRequestID) != holding[RA610Register.toolRequestID]
+        if requestStarts {
+            let param = proposed(RA610Register.toolParam)
+            switch ToolCommand(rawValue: proposed(RA610Register.toolCommand)) {
+            case .screw where !RA610Limits.screwTorqueParamRange.contains(param):
+                return .illegalDataValue
+            case .press where !RA610Limits.pressForceParamRange.contains(param):
+                return .illegalDataValue
+            default:
+                break
+            }
+            if toolBusy { return .serverDeviceBusy }
+        }
+        return nil
+    }
+
+    /// Applies a checked write and its effects (RESET edge, heartbeat change, new setpoint, tool request).
+    private func applyWrite(address: Int, values: UnsafeBufferPointer<UInt16>) {
+        let oldCommand = holding[RA610Register.command]
+        let oldHeartbeat = holding[RA610Register.heartbeat]
+        let oldRequestID = holding[RA610Register.toolRequestID]
+        var targetChanged = false
+        for i in 0..<values.count {
+            let a = address + i
+            if Self.isReserved(a) { continue }
+            if a >= RA610Register.target && holding[a] != values[i] { targetChanged = true }
+            holding[a] = values[i]
+        }
+        let command = holding[RA610Register.command]
+        if command & RA610CommandBit.enable == 0 { enableArmed = true }
+        if oldCommand & RA610CommandBit.reset == 0 && command & RA610CommandBit.reset != 0 { resetEdge() }
+        if holding[RA610Register.heartbeat] != oldHeartbeat { heartbeatChangeNanoseconds = timeNanoseconds }
+        if targetChanged && streaming { acceptSetpoint(at: timeNanoseconds) }
+        let requestID = holding[RA610Register.toolRequestID]
+        if requestID != oldRequestID { startToolRequest(id: requestID) }
+    }
+
+    // MARK: ModbusDevice
+
+    /// 0x03, 0x04, 0x06, 0x10, 0x17. Thread: any (constant).
+    public var supportedFunctions: Set<ModbusFunction> {
+        [.readHoldingRegisters, .readInputRegisters, .writeSingleRegister, .writeMultipleRegisters,
+         .readWriteMultipleRegisters]
+    }
+
+    /// The RA-610 has no bit tables: exception 0x01. Thread: the owner.
+    public func readBits(_ table: ModbusTable, address: Int, into values: UnsafeMutableBufferPointer<UInt8>)
+        -> ModbusExceptionCode? {
+        .illegalFunction
+    }
+
+    /// Reads holding (0..27, status mirror 256..295) or input (0..39, 100..103) registers; a range that leaves
+    /// the valid addresses → 0x02. Thread: the owner.
+    public func readRegisters(_ table: ModbusTable, address: Int, into values: UnsafeMutableBufferPointer<UInt16>)
+        -> ModbusExceptionCode? {
+        guard values.count > 0 else { return .illegalDataValue }
+        switch table {
+        case .holdingRegisters:
+            guard holdingReadable(address, values.count) else { return .illegalDataAddress }
+            readHolding(address: address, into: values)
+        case .inputRegisters:
+            guard inputReadable(address, values.count) else { return .illegalDataAddress }
+            for i in 0..<values.count { values[i] = inputRegister(address + i) }
+        case .coils, .discreteInputs:
+            return .illegalFunction
+        }
+        return nil
+    }
+
+    /// The RA-610 has no coils: exception 0x01. Thread: the owner.
+    public func writeCoils(address: Int, values: UnsafeBufferPointer<UInt8>) -> ModbusExceptionCode? {
+        .illegalFunction
+    }
+
+    /// Writes holding registers 0..27 all or nothing (0x02 address, 0x03 value, 0x06 tool busy). Thread: the owner.
+    public func writeRegisters(address: Int, values: UnsafeBufferPointer<UInt16>) -> ModbusExceptionCode? {
+        guard values.count > 0 else { return .illegalDataValue }
+        if let exception = checkWrite(address: address, values: values) { return exception }
+        applyWrite(address: address, values: values)
+        return nil
+    }
+
+    /// 0x17: checks both ranges (0x02), then the values (0x03) and busy (0x06); writes, then reads holding
+    /// registers (so the status mirror shows the write's effect). Thread: the owner.
+    public func writeAndReadRegisters(
+        writeAddress: Int, values: UnsafeBufferPointer<UInt16>,
+        readAddress: Int, into readValues: UnsafeMutableBufferPointer<UInt16>
+    ) -> ModbusExceptionCode? {
+        guard values.count > 0, readValues.count > 0 else { return .illegalDataValue }
+        guard Self.inside(writeAddress, values.count, base: 0, size: RA610Register.holdingCount),
+              holdingReadable(readAddress, readValues.count)
+        else { return .illegalDataAddress }
+        if let exception = checkWrite(address: writeAddress, values: values) { return exception }
+        applyWrite(address: writeAddress, values: values)
+        readHolding(address: readAddress, into: readValues)
+        return nil
+    }
+}
