@@ -1,1 +1,0 @@
-print("lampsim: not built yet")
