@@ -33,6 +33,12 @@ let package = Package(
         .target(name: "CellModbus", dependencies: ["CellCore", "Modbus", "CRealtime"]),
         .target(name: "CellSimulator", dependencies: ["CellCore", "Modbus", "CRealtime"]),
         .target(
+            name: "CellService",
+            dependencies: [
+                "CellCore", "CellModbus", "CellRuntime", "Modbus", "CRealtime",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
             name: "CellRuntime",
             dependencies: [
                 "CellCore", "CRealtime", .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -49,7 +55,7 @@ let package = Package(
         .executableTarget(
             name: "lampcelld",
             dependencies: [
-                "CellModbus", "CellCore", "CellRuntime", "CellSimulator", "CRealtime",
+                "CellService", "CellModbus", "CellCore", "CellRuntime", "CellSimulator", "CRealtime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

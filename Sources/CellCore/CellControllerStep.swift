@@ -37,7 +37,11 @@ extension CellController {
             let before = unit.state
             switch request {
             case .command(let command):
-                if case .failure(let refusal) = unit.command(command, causeGone: abortCauseIsGone(io)) {
+                if command == .reset, let cause = abortCause(io, includeArmFaults: true) {
+                    // Reset would power the arms: refused while a device is missing or the safety chain is open.
+                    lastFault = cause
+                    reply.message = cause.message
+                } else if case .failure(let refusal) = unit.command(command, causeGone: abortCauseIsGone(io)) {
                     reply.refusal = refusal
                 }
             case .mode(let mode):
@@ -112,6 +116,12 @@ extension CellController {
             return
         case .clearing:
             if let cause = abortCause(io, includeArmFaults: false) { abort(cause) }
+        case .stopped:
+            // Nothing moves in Stopped: a device that is missing (not yet connected at start, or lost) is shown
+            // as the reason and retried with backoff; Reset is refused until it answers. Safety and arm faults
+            // still abort, so that Clear resets them.
+            guard let cause = abortCause(io, includeArmFaults: true) else { return }
+            if cause.code == .deviceLost { lastFault = cause } else { abort(cause) }
         default:
             if let cause = abortCause(io, includeArmFaults: true) { abort(cause) }
         }

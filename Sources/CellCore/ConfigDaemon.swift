@@ -1,0 +1,113 @@
+// Loading and validating the daemon's own configuration (`/etc/lampcelld/lampcelld.toml`; format in
+// docs/CONFIGURATION.md and the commented default in Systemd/lampcelld.toml).
+
+/// The daemon's configuration: which cell and recipes, where state and sockets live, the control loop's timing.
+/// Relative paths are resolved against the directory of the configuration file.
+public struct DaemonConfiguration: Sendable, Equatable {
+    /// Shortest and longest control period accepted, µs (the RA-610 accepts stream periods of 250..20000 µs).
+    public static let periodMicrosecondsRange = 500...20_000
+    /// SCHED_FIFO priorities (0: do not ask for real-time scheduling).
+    public static let fifoPriorityRange = 0...99
+    /// The RA-610's `watchdog_ms` range.
+    public static let armWatchdogMillisecondsRange = 20...1000
+
+    /// The file this configuration was read from.
+    public var filePath: String
+    /// The cell definition (`Hardware/cell.toml`).
+    public var cellPath: String
+    /// The recipes the cell can run, one per variant.
+    public var recipePaths: [String]
+    /// Persistent state: the ledger database and the serial state file.
+    public var stateDirectory: String
+    /// The ledger database.
+    public var ledgerPath: String
+    /// The API's Unix socket (status for any local user; commands need root or the command group).
+    public var apiSocketPath: String
+    /// Group whose members may command the cell through the API.
+    public var commandGroup: String
+    /// The control period, ns.
+    public var periodNanoseconds: UInt64
+    /// SCHED_FIFO priority of the control thread, nil for SCHED_OTHER.
+    public var fifoPriority: Int32?
+    /// mlockall at start.
+    public var lockMemory: Bool
+    /// The arms' heartbeat timeout (`watchdog_ms`), ms.
+    public var armWatchdogMilliseconds: UInt16
+    /// Response timeout of one Modbus transaction, ns.
+    public var responseTimeoutNanoseconds: UInt64
+
+    /// Loads and validates `path`. Any thread (start-up); throws the first problem with file and key.
+    public static func load(from path: String) throws(ConfigError) -> DaemonConfiguration {
+        let root = try loadConfigTable(path: path)
+        try root.rejectUnknownKeys(allowed: [
+            "cell", "recipes", "state_directory", "ledger", "api_socket", "command_group", "control",
+        ])
+        let directory = parentDirectory(of: path)
+        func resolve(_ file: String) -> String { file.hasPrefix("/") ? file : directory + "/" + file }
+
+        let cell = resolve(try root.string("cell"))
+        var recipes: [String] = []
+        let recipeValues = try root.array("recipes", expected: "an array of recipe file paths")
+        for (index, value) in recipeValues.enumerated() {
+            recipes.append(resolve(try ConfigTable.string(value, at: root.path.key("recipes").index(index), in: root)))
+        }
+        guard !recipes.isEmpty else {
+            throw root.error(root.path.key("recipes"), .invalidValue, "at least one recipe is needed")
+        }
+        let stateDirectory = resolve(try root.string("state_directory"))
+        let ledger = try root.entries["ledger"] == nil ? "ledger.sqlite" : root.string("ledger")
+        let socket = resolve(try root.string("api_socket"))
+        let group = try root.entries["command_group"] == nil ? "lampcell" : root.string("command_group")
+
+        let control = try root.table("control")
+        try control.rejectUnknownKeys(allowed: [
+            "period_microseconds", "fifo_priority", "lock_memory", "arm_watchdog_milliseconds",
+            "response_timeout_microseconds",
+        ])
+        let period = try control.integer("period_microseconds")
+        guard periodMicrosecondsRange.contains(period) else {
+            throw control.error(
+                control.path.key("period_microseconds"), .outOfRange,
+                "\(period) µs is outside \(periodMicrosecondsRange.lowerBound)..\(periodMicrosecondsRange.upperBound) µs")
+        }
+        let priority = try control.integer("fifo_priority")
+        guard fifoPriorityRange.contains(priority) else {
+            throw control.error(control.path.key("fifo_priority"), .outOfRange, "\(priority) is outside 0..99")
+        }
+        let lockMemory: Bool
+        switch try control.value("lock_memory", expected: "a boolean") {
+        case .bool(let value): lockMemory = value
+        case let other:
+            throw control.error(
+                control.path.key("lock_memory"), .wrongType, "expected a boolean, found \(other.typeDescription)")
+        }
+        let watchdog = try control.integer("arm_watchdog_milliseconds")
+        guard armWatchdogMillisecondsRange.contains(watchdog) else {
+            throw control.error(
+                control.path.key("arm_watchdog_milliseconds"), .outOfRange, "\(watchdog) ms is outside 20..1000 ms")
+        }
+        let timeout = try control.integer("response_timeout_microseconds")
+        guard timeout >= 100, timeout < period else {
+            throw control.error(
+                control.path.key("response_timeout_microseconds"), .outOfRange,
+                "\(timeout) µs must be at least 100 µs and below the period (\(period) µs)")
+        }
+        guard watchdog * 1000 >= 5 * period else {
+            throw control.error(
+                control.path.key("arm_watchdog_milliseconds"), .outOfRange,
+                "\(watchdog) ms is less than 5 control periods (\(period) µs): one late period would trip the arms")
+        }
+        return DaemonConfiguration(
+            filePath: path, cellPath: cell, recipePaths: recipes, stateDirectory: stateDirectory,
+            ledgerPath: ledger.hasPrefix("/") ? ledger : stateDirectory + "/" + ledger, apiSocketPath: socket,
+            commandGroup: group, periodNanoseconds: UInt64(period) * 1000,
+            fifoPriority: priority == 0 ? nil : Int32(priority), lockMemory: lockMemory,
+            armWatchdogMilliseconds: UInt16(watchdog), responseTimeoutNanoseconds: UInt64(timeout) * 1000)
+    }
+
+    private static func parentDirectory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        let directory = String(path[..<slash])
+        return directory.isEmpty ? "/" : directory
+    }
+}

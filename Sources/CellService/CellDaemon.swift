@@ -1,0 +1,172 @@
+import CRealtime
+import CellCore
+import CellRuntime
+import Foundation
+import Logging
+import Modbus
+
+/// Why the daemon could not be built; the message names the file or device.
+public struct DaemonStartError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The whole controller of one cell, wired: drivers, controller, control thread, lamp drain, serials, and a
+/// request broker so that several threads (API clients, the daemon's own start/stop logic) can command the cell.
+///
+/// Thread: create, start and shut down from one thread; `request`, `snapshot` and `waitFor` from any thread.
+public final class CellDaemon: @unchecked Sendable {
+    public let configuration: DaemonConfiguration
+    public let cell: CompiledCell
+    public let recipes: [CompiledRecipe]
+    public let loop: ControlLoop
+    public let drain: LampDrain
+    public let serials: SerialAllocator
+    public let logger: Logger
+    private let brokerLock = NSLock()
+    private var repliesByTicket: [UInt64: ControllerReply] = [:]
+
+    /// How long `request` waits for the control thread's reply.
+    public static let replyTimeoutNanoseconds: UInt64 = 2_000_000_000
+
+    /// - Parameters:
+    ///   - endpoints: where each device is reached (the cell definition's addresses, or the simulator's).
+    ///   - sinks: receive every finished lamp after the log line (the ledger).
+    public init(
+        configuration: DaemonConfiguration, definition: CellDefinition, recipes loaded: [Recipe],
+        endpoints: [String: DeviceConnection], sinks: [any LampSink] = [], logger: Logger
+    ) throws {
+        self.configuration = configuration
+        self.logger = logger
+        cell = try CompiledCell.compile(definition)
+        var compiled: [CompiledRecipe] = []
+        for recipe in loaded { compiled.append(try CompiledRecipe.compile(recipe, cell: cell)) }
+        recipes = compiled
+        try FileManager.default.createDirectory(
+            atPath: configuration.stateDirectory, withIntermediateDirectories: true)
+        serials = try SerialAllocator(path: configuration.stateDirectory + "/serial")
+        var settings = ControllerSettings()
+        settings.periodNanoseconds = configuration.periodNanoseconds
+        settings.armWatchdogMilliseconds = configuration.armWatchdogMilliseconds
+        let allocator = serials
+        let controller = CellController(
+            cell: cell, recipes: compiled, settings: settings, nowNanoseconds: lampcell_monotonic_ns(),
+            serials: { allocator.take() })
+        var loopSettings = ControlLoopSettings()
+        loopSettings.fifoPriority = configuration.fifoPriority
+        loopSettings.lockMemory = configuration.lockMemory
+        loopSettings.responseTimeoutNanoseconds = configuration.responseTimeoutNanoseconds
+        loopSettings.connectTimeoutNanoseconds = configuration.responseTimeoutNanoseconds
+        var arms: [DeviceConnection] = []
+        for arm in cell.arms {
+            guard let endpoint = endpoints[arm.name] else { throw DaemonStartError("no endpoint for arm \(arm.name)") }
+            arms.append(endpoint)
+        }
+        guard let station = endpoints[definition.station.name] else {
+            throw DaemonStartError("no endpoint for station \(definition.station.name)")
+        }
+        loop = try ControlLoop(controller: controller, arms: arms, station: station, settings: loopSettings)
+        let log = LampLogSink(logger: logger, cellID: cell.cellID, recipes: compiled)
+        drain = LampDrain(queue: controller.lamps, sinks: [log] + sinks) {
+            if allocator.needsRefill {
+                do { try allocator.refill() } catch { logger.error("\(error)") }
+            }
+        }
+    }
+
+    /// Starts the lamp drain and the control thread; logs what real-time set-up was refused.
+    public func start() {
+        drain.start()
+        loop.start()
+        if let report = loop.thread.realtimeReport {
+            for warning in report.warnings { logger.warning("\(warning)") }
+        }
+    }
+
+    /// The latest published state. Any thread.
+    public func snapshot() -> CellSnapshot { loop.snapshot() }
+
+    /// Sends a request to the controller and waits for its reply (nil on timeout or a full queue). Any thread.
+    public func request(_ request: ControllerRequest) -> ControllerReply? {
+        brokerLock.lock()
+        let ticket = loop.submit(request)
+        brokerLock.unlock()
+        guard let ticket else { return nil }
+        let deadline = lampcell_monotonic_ns() + Self.replyTimeoutNanoseconds
+        while lampcell_monotonic_ns() < deadline {
+            brokerLock.lock()
+            while let reply = loop.controller.replies.pop() { repliesByTicket[reply.ticket] = reply }
+            let mine = repliesByTicket.removeValue(forKey: ticket)
+            brokerLock.unlock()
+            if let mine { return mine }
+            Thread.sleep(forTimeInterval: 0.001)
+        }
+        return nil
+    }
+
+    /// Waits until `condition` holds for a published snapshot, or the timeout passes. Any thread.
+    @discardableResult
+    public func waitFor(timeoutNanoseconds: UInt64, _ condition: (CellSnapshot) -> Bool) -> Bool {
+        let deadline = lampcell_monotonic_ns() + timeoutNanoseconds
+        while lampcell_monotonic_ns() < deadline {
+            if condition(snapshot()) { return true }
+            Thread.sleep(forTimeInterval: 0.002)
+        }
+        return condition(snapshot())
+    }
+
+    /// Brings the cell to Execute on an order of `lamps` lamps of `variant`: Clear if Aborted, Reset if Stopped or
+    /// Complete, then Start. Returns nil on success or the reason it could not. Any thread but the control thread.
+    public func autoStart(variant: Variant, lamps: UInt32, orderID: String, timeoutNanoseconds: UInt64) -> String? {
+        guard let recipeIndex = recipes.firstIndex(where: { $0.variant == variant }) else {
+            return "no recipe for variant \(variant.name)"
+        }
+        let deadline = lampcell_monotonic_ns() + timeoutNanoseconds
+        var orderPlaced = false
+        while lampcell_monotonic_ns() < deadline {
+            let state = snapshot().unit.state
+            switch state {
+            case .execute:
+                return nil
+            case .aborted:
+                _ = request(.command(.clear))
+            case .stopped, .complete, .idle:
+                if !orderPlaced {
+                    let order: ProductionOrder
+                    do {
+                        order = try ProductionOrder(id: orderID, variantCode: variant.rawValue, quantity: lamps)
+                    } catch {
+                        return "\(error)"
+                    }
+                    if let reply = request(.order(order, recipeIndex: recipeIndex)),
+                        reply.refusal == nil, reply.message == nil
+                    {
+                        orderPlaced = true
+                    }
+                }
+                _ = request(.command(state == .idle ? .start : .reset))
+            default:
+                break
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        return "the cell did not reach Execute; it is \(snapshot().unit.state)"
+    }
+
+    /// Controlled shutdown: Stop (the arms decelerate on jerk-limited stop trajectories and their servos go off),
+    /// wait for a resting state, stop the control thread, drain the lamps. Any thread but the control thread.
+    public func shutdown(timeoutNanoseconds: UInt64) {
+        let resting: Set<PackMLState> = [.stopped, .aborted, .idle, .complete, .held, .suspended, .undefined]
+        if !resting.contains(snapshot().unit.state) || snapshot().unit.state != .stopped {
+            let state = snapshot().unit.state
+            if state != .stopped && state != .aborted && state != .stopping && state != .aborting {
+                _ = request(.command(.stop))
+            }
+            waitFor(timeoutNanoseconds: timeoutNanoseconds) {
+                $0.unit.state == .stopped || $0.unit.state == .aborted
+            }
+        }
+        loop.stop()
+        drain.stop()
+    }
+}

@@ -1,0 +1,147 @@
+import CRealtime
+import CellCore
+import CellModbus
+import CellRuntime
+import Modbus
+import Synchronization
+
+/// Where each device is reached, and the timeouts of its driver.
+public struct DeviceConnection: Sendable {
+    public var name: String
+    public var host: String
+    public var port: Int
+    public var unitID: UInt8
+
+    public init(name: String, host: String, port: Int, unitID: UInt8) {
+        self.name = name
+        self.host = host
+        self.port = port
+        self.unitID = unitID
+    }
+}
+
+/// Settings of the control loop itself.
+public struct ControlLoopSettings: Sendable {
+    /// SCHED_FIFO priority, nil for SCHED_OTHER.
+    public var fifoPriority: Int32? = 80
+    public var lockMemory = true
+    /// Response timeout of one Modbus transaction, ns (a late reply is a failed exchange, not a late period).
+    public var responseTimeoutNanoseconds: UInt64 = 2_000_000
+    /// Bound on one connect attempt from the control thread, ns.
+    public var connectTimeoutNanoseconds: UInt64 = 2_000_000
+    public var reconnect = ReconnectPolicy.default
+
+    public init() {}
+}
+
+/// The control loop: the device drivers, the process image, the controller, and the periodic real-time thread
+/// that runs read → step → write every period.
+///
+/// Each arm is exchanged with exactly one 0x17 transaction per period (writing the setpoints the previous step
+/// computed and reading the state for this one); the station is read before the step and written after it. Other
+/// threads see the cell through `snapshot()` (published every period through a try-lock: the control thread never
+/// waits) and talk to it through `submit(_:)`; finished lamps leave through `controller.lamps`.
+public final class ControlLoop: @unchecked Sendable {
+    public let controller: CellController
+    public let thread: PeriodicThread
+    private var image: ProcessImage
+    private let armDrivers: [RA610Driver]
+    private let stationDriver: TS200Driver
+    private let published: Mutex<CellSnapshot>
+    private var staging: CellSnapshot
+    private let nextTicket = Atomic<UInt64>(1)
+    private let stallNanoseconds = Atomic<UInt64>(0)
+
+    /// - Parameters:
+    ///   - arms: connections of the arms, in the order of `controller.cell.arms`.
+    public init(
+        controller: CellController, arms: [DeviceConnection], station: DeviceConnection,
+        settings: ControlLoopSettings
+    ) throws(ModbusError) {
+        precondition(arms.count == controller.cell.arms.count, "one connection per arm")
+        precondition(arms.count <= maximumArmCount, "at most \(maximumArmCount) arms")
+        self.controller = controller
+        image = ProcessImage(armCount: arms.count)
+        var drivers: [RA610Driver] = []
+        for arm in arms {
+            drivers.append(
+                try RA610Driver(
+                    name: arm.name, host: arm.host, port: arm.port, unitID: arm.unitID,
+                    responseTimeoutNanoseconds: settings.responseTimeoutNanoseconds,
+                    connectTimeoutNanoseconds: settings.connectTimeoutNanoseconds, reconnect: settings.reconnect))
+        }
+        armDrivers = drivers
+        stationDriver = try TS200Driver(
+            name: station.name, host: station.host, port: station.port, unitID: station.unitID,
+            responseTimeoutNanoseconds: settings.responseTimeoutNanoseconds,
+            connectTimeoutNanoseconds: settings.connectTimeoutNanoseconds, reconnect: settings.reconnect)
+        staging = CellSnapshot(unit: controller.unit)
+        published = Mutex(CellSnapshot(unit: controller.unit))
+        let box = UnownedBox()
+        thread = PeriodicThread(
+            name: "lampcell-control", periodNanoseconds: controller.settings.periodNanoseconds,
+            fifoPriority: settings.fifoPriority, lockMemory: settings.lockMemory
+        ) { timing in
+            box.loop?.period(timing)
+        }
+        box.loop = self
+    }
+
+    /// Starts the control thread. Any thread, once.
+    public func start() { thread.start() }
+
+    /// Stops the control thread after its current period and closes the connections. Any thread.
+    public func stop() {
+        thread.requestStop()
+        thread.join()
+        for driver in armDrivers { driver.close() }
+        stationDriver.close()
+    }
+
+    /// The latest published state. Any thread but the control thread.
+    public func snapshot() -> CellSnapshot { published.withLock { $0 } }
+
+    /// Queues a request for the controller; returns its ticket, or nil when the request queue is full.
+    /// The reply appears in `controller.replies`. Any thread (one submitter at a time: the queue is SPSC).
+    public func submit(_ request: ControllerRequest) -> UInt64? {
+        let ticket = nextTicket.add(1, ordering: .relaxed).oldValue
+        return controller.requests.push((ticket, request)) ? ticket : nil
+    }
+
+    /// Test hook: makes the next period busy-wait this long (a stalled control loop, for the watchdog tests).
+    /// Any thread.
+    public func injectStall(nanoseconds: UInt64) { stallNanoseconds.store(nanoseconds, ordering: .relaxed) }
+
+    private func period(_ timing: PeriodTiming) {
+        let stats = thread.statistics
+        let readStart = lampcell_monotonic_ns()
+        for index in armDrivers.indices {
+            armDrivers[index].exchange(image.armOutputs[index], into: &image.armInputs[index], nowNanoseconds: readStart)
+        }
+        stationDriver.read(into: &image.stationInputs, nowNanoseconds: readStart)
+        let stepStart = lampcell_monotonic_ns()
+        stats.record(.read, nanoseconds: stepStart - readStart)
+
+        let wall = lampcell_realtime_ns()
+        controller.step(&image, nowNanoseconds: stepStart, wallNanoseconds: wall)
+        let writeStart = lampcell_monotonic_ns()
+        stats.record(.step, nanoseconds: writeStart - stepStart)
+
+        stationDriver.write(image.stationOutputs, current: &image.stationInputs)
+        staging.capture(controller, image: image, periodIndex: timing.periodIndex, now: stepStart, wall: wall)
+        let stage = staging
+        _ = published.withLockIfAvailable { $0 = stage }
+        stats.record(.write, nanoseconds: lampcell_monotonic_ns() - writeStart)
+
+        let stall = stallNanoseconds.exchange(0, ordering: .relaxed)
+        if stall > 0 {
+            let until = lampcell_monotonic_ns() + stall
+            while lampcell_monotonic_ns() < until {}
+        }
+    }
+}
+
+/// Breaks the init-time cycle between the loop and its thread's closure.
+private final class UnownedBox: @unchecked Sendable {
+    weak var loop: ControlLoop?
+}

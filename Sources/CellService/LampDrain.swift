@@ -1,0 +1,112 @@
+import CellCore
+import Foundation
+import Logging
+import Synchronization
+
+/// Receives each finished lamp, in order, on the drain thread (the ledger writer, the log line).
+public protocol LampSink: AnyObject, Sendable {
+    /// Handles one lamp. Thread: the drain thread only. May block (disk); the control thread is not affected.
+    func accept(_ lamp: LampRecord)
+}
+
+/// Drains the controller's lamp queue on its own thread and hands every lamp to the sinks.
+///
+/// The control thread never waits for it: if it falls behind, the bounded queue fills and the controller holds the
+/// cell (no production without traceability).
+public final class LampDrain: @unchecked Sendable {
+    /// How often the drain looks at the queue when it was empty.
+    public static let pollIntervalNanoseconds: UInt64 = 5_000_000
+
+    private let queue: BoundedQueue<LampRecord>
+    private let sinks: [any LampSink]
+    private let stopRequested = Atomic<Bool>(false)
+    private let drained = Atomic<UInt64>(0)
+    private let done = NSCondition()
+    private var finished = false
+
+    private let housekeeping: @Sendable () -> Void
+
+    /// - Parameter housekeeping: called on the drain thread whenever the queue is empty (e.g. refilling the serial
+    ///   block, which does disk I/O that the control thread must not do).
+    public init(queue: BoundedQueue<LampRecord>, sinks: [any LampSink], housekeeping: @escaping @Sendable () -> Void = {}) {
+        self.queue = queue
+        self.sinks = sinks
+        self.housekeeping = housekeeping
+    }
+
+    /// Lamps handed to the sinks so far. Any thread.
+    public var lampsDrained: UInt64 { drained.load(ordering: .relaxed) }
+
+    /// Starts the drain thread. Any thread, once.
+    public func start() {
+        let thread = Thread { [self] in
+            while true {
+                if let lamp = queue.pop() {
+                    for sink in sinks { sink.accept(lamp) }
+                    drained.add(1, ordering: .relaxed)
+                    continue
+                }
+                if stopRequested.load(ordering: .relaxed) { break }
+                housekeeping()
+                Thread.sleep(forTimeInterval: Double(Self.pollIntervalNanoseconds) / 1e9)
+            }
+            done.lock()
+            finished = true
+            done.broadcast()
+            done.unlock()
+        }
+        thread.name = "lampcell-lamps"
+        thread.start()
+    }
+
+    /// Drains what is queued, then stops the thread. Any thread; call after the control loop stopped.
+    public func stop() {
+        stopRequested.store(true, ordering: .relaxed)
+        done.lock()
+        while !finished { done.wait() }
+        done.unlock()
+    }
+}
+
+/// Logs one line per finished lamp: serial, variant, verdict (with NG reasons or scrap reason), cycle time.
+public final class LampLogSink: LampSink {
+    private let logger: Logger
+    private let cellID: String
+    private let recipes: [CompiledRecipe]
+
+    public init(logger: Logger, cellID: String, recipes: [CompiledRecipe]) {
+        self.logger = logger
+        self.cellID = cellID
+        self.recipes = recipes
+    }
+
+    public func accept(_ lamp: LampRecord) {
+        logger.info(
+            "\(LampLogSink.line(lamp, cellID: cellID))",
+            metadata: ["LAMP_SERIAL": "\(lamp.serial.text(cellID: cellID))", "VERDICT": "\(lamp.verdict.name)"])
+    }
+
+    /// `lamp <serial> <variant> <verdict> [reasons] cycle <s> s`.
+    public static func line(_ lamp: LampRecord, cellID: String) -> String {
+        let variant = Variant(rawValue: lamp.variant)?.name ?? "variant \(lamp.variant)"
+        var text = "lamp \(lamp.serial.text(cellID: cellID)) \(variant) \(lamp.verdict.name)"
+        switch lamp.verdict {
+        case .ng: text += " (\(reasons(lamp)))"
+        case .scrapped: text += " (\(lamp.scrapReason.text))"
+        case .ok: break
+        }
+        text += " cycle \(String(format: "%.1f", lamp.cycleTimeSeconds)) s"
+        return text
+    }
+
+    /// The NG reasons: each measurement outside its window (or missing), with its value.
+    public static func reasons(_ lamp: LampRecord) -> String {
+        MeasurementKind.allCases.filter { lamp.outOfWindowMask & (1 << $0.rawValue) != 0 }.map { kind in
+            if let value = lamp.measurements[kind] {
+                "\(kind.name) \(String(format: "%g", value)) \(kind.unit) out of window"
+            } else {
+                "\(kind.name) missing"
+            }
+        }.joined(separator: ", ")
+    }
+}
