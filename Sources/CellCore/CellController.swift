@@ -46,6 +46,14 @@ public struct ControllerSettings: Sendable {
     public var toolTimeoutNanoseconds: UInt64 = 5_000_000_000
     /// Bound on reaching IN_POSITION after a trajectory ends.
     public var settleTimeoutNanoseconds: UInt64 = 2_000_000_000
+    /// A device counts as lost after failing for this long (consecutive failed exchanges × period); shorter than
+    /// the arms' watchdog so the controller, not the arm, notices first.
+    public var deviceLostAfterNanoseconds: UInt64 = 60_000_000
+
+    /// Failed exchanges in a row after which a device counts as lost (at least 2).
+    public var deviceLostAfterFailures: UInt32 {
+        UInt32(clamping: max(2, deviceLostAfterNanoseconds / max(1, periodNanoseconds)))
+    }
 
     public init() {}
 }

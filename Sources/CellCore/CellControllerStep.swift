@@ -72,7 +72,7 @@ extension CellController {
     private func abortCause(_ io: ProcessImage, includeArmFaults: Bool) -> StopCause? {
         let stationIndex = UInt8(arms.count)
         let station = io.stationInputs
-        if station.link.isLost {
+        if station.link.isLost(after: settings.deviceLostAfterFailures) {
             return StopCause(code: .deviceLost, message: "station not answering", deviceIndex: stationIndex)
         }
         if station.signals.contains(.estopPressed) {
@@ -89,7 +89,7 @@ extension CellController {
         }
         for index in arms.indices {
             let inputs = io.armInputs[index]
-            if inputs.link.isLost {
+            if inputs.link.isLost(after: settings.deviceLostAfterFailures) {
                 return StopCause(code: .deviceLost, message: "arm not answering", deviceIndex: UInt8(index))
             }
             if includeArmFaults {
@@ -165,7 +165,7 @@ extension CellController {
             io.stationOutputs.coils.remove([.leakTestStart, .lightTestStart])
         case .aborting:
             setPower(.off)
-            if arms.indices.allSatisfy({ io.armInputs[$0].link.isLost || arms[$0].isAtRest(io.armInputs[$0]) }) {
+            if arms.indices.allSatisfy({ io.armInputs[$0].link.isLost(after: settings.deviceLostAfterFailures) || arms[$0].isAtRest(io.armInputs[$0]) }) {
                 _ = unit.stateComplete()
             }
         case .clearing:

@@ -37,11 +37,9 @@ public struct DeviceLink: Sendable, Equatable {
 
     public init() {}
 
-    /// The link counts as lost after this many failed exchanges in a row (a single late reply is tolerated).
-    public static let lostAfterFailures: UInt32 = 3
-
-    /// True when the device cannot be relied on: disconnected, or failing for `lostAfterFailures` periods.
-    public var isLost: Bool { state == .disconnected || consecutiveFailures >= Self.lostAfterFailures }
+    /// True when the device has failed `failures` exchanges in a row (the controller's threshold: a few late
+    /// replies are tolerated, a device silent for longer than its arms' watchdog is not).
+    public func isLost(after failures: UInt32) -> Bool { consecutiveFailures >= failures }
 }
 
 /// RA-610 `status` bits (input register 0).

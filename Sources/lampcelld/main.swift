@@ -1,1 +1,0 @@
-print("lampcelld: not built yet")
