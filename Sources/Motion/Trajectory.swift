@@ -78,7 +78,8 @@ public struct Trajectory: Sendable {
     ///
     /// Method (blending by superposition): each leg waypoint[k-1] → waypoint[k] is planned as a synchronised
     /// rest-to-rest move with **half** the joint limits (vmax/2, amax/2, jmax/2); the first leg starts from `state`
-    /// and may use the full acceleration and jerk to bring the joint within vmax/2 before its cruise. Consecutive legs
+    /// and, for a joint whose initial state is not within the half limits, may use the full acceleration and jerk to
+    /// bring it within vmax/2 before its cruise (that part never overlaps another leg). Consecutive legs
     /// overlap in time: leg k+1 starts before leg k has ended and the joint motion is the sum of the two leg motions
     /// (position = leg k's absolute position + leg k+1's displacement). At most two legs overlap at any time and
     /// overlaps only cover the part of a leg planned with half limits, so the sum never exceeds the full limits.
@@ -122,10 +123,19 @@ public struct Trajectory: Sendable {
             let v = limits.maxVelocitiesRadiansPerSecond[j]
             let a = limits.maxAccelerationsRadiansPerSecondSquared[j]
             let jerk = limits.maxJerksRadiansPerSecondCubed[j]
-            firstSpecs[j] = AxisSpec(
-                maxCruiseVelocity: v / 2, headAcceleration: a, headJerk: jerk, tailAcceleration: a / 2,
-                tailJerk: jerk / 2)
             halfSpecs[j] = AxisSpec(velocity: v / 2, acceleration: a / 2, jerk: jerk / 2)
+            // The first leg's head may use the full acceleration and jerk, but only where the initial state needs it
+            // (it is not feasible for the half limits); otherwise it is planned like every other leg, which keeps
+            // the first blend as smooth as the others.
+            let v0 = starts[j].v, a0 = starts[j].a
+            let feasibleForHalf =
+                abs(v0) <= v / 2 && abs(a0) <= a / 2 && abs(v0 + a0 * abs(a0) / jerk) <= v / 2
+            firstSpecs[j] =
+                feasibleForHalf
+                ? halfSpecs[j]
+                : AxisSpec(
+                    maxCruiseVelocity: v / 2, headAcceleration: a, headJerk: jerk, tailAcceleration: a / 2,
+                    tailJerk: jerk / 2)
         }
         // Plan every leg first (start times are fixed afterwards).
         trajectory.appendLeg(starts: starts, targets: waypoints[0], specs: firstSpecs, startSeconds: 0)
