@@ -24,7 +24,8 @@
 // velocity stays between min(v0, vTarget, vNat) and max(v0, vTarget, vNat). Hence with |v0| <= vmax and
 // |vNat| <= vmax (a "feasible" initial state) the whole profile stays within ±vmax. If |vNat| > vmax the overshoot is
 // physically unavoidable; the profile then peaks at exactly vNat (the minimum possible) and is within limits from the
-// moment its velocity is back within ±vmax. The same holds for |v0| > vmax and, for acceleration, |a0| > amax.
+// moment its state is feasible again (|v| <= vmax, |a| <= amax, |v + a|a|/(2 jmax)| <= vmax). The same holds for
+// |v0| > vmax and, for acceleration, |a0| > amax (within amax from the moment |a| is back within amax).
 
 /// Position, velocity and acceleration of one axis (radians, rad/s, rad/s²).
 struct AxisState: Sendable, Equatable {
@@ -169,11 +170,11 @@ private func solveBracketed(
 ) -> Double {
     if fLo == 0 { return lo }
     if fHi == 0 { return hi }
-    var a = lo, fa = fLo, b = hi, fb = fHi
-    var ga = fa, gb = fb  // Illinois-weighted values
+    var a = lo, b = hi, fb = fHi
+    var ga = fLo, gb = fb  // Illinois-weighted values
     var lastSide = 0
-    var best = abs(fa) < abs(fb) ? a : b
-    var bestAbs = min(abs(fa), abs(fb))
+    var best = abs(fLo) < abs(fb) ? a : b
+    var bestAbs = min(abs(fLo), abs(fb))
     for iteration in 0..<200 {
         let width = abs(b - a)
         var c: Double
@@ -198,13 +199,11 @@ private func solveBracketed(
             lastSide = -1
         } else {
             a = c
-            fa = fc
             ga = fc
             if lastSide == 1 { gb *= 0.5 }
             lastSide = 1
         }
         if abs(b - a) >= width { break }  // no progress: at floating-point resolution
-        _ = fa
     }
     return best
 }
@@ -290,6 +289,8 @@ func planWithDuration(
     var fallback = minimum
     fallback.dwellDuration = max(0, duration - minimum.duration)
     if minimum.duration >= duration - axisDurationSlackSeconds { return fallback }
+    // A joint that need not move at all simply holds: not a fallback.
+    if minimum.duration == 0 { return fallback }
     fallback.usedDwellFallback = true
 
     var plan = AxisMotionPlan()
@@ -388,9 +389,11 @@ struct AxisProfile: Sendable {
     func sample(at t: Double) -> (state: AxisState, jerk: Double) {
         var s = start
         var previous = 0.0
+        let ends = segmentEnds.span
+        let jerks = segmentJerks.span
         for i in 0..<segmentCount {
-            let end = segmentEnds[i]
-            let jerk = segmentJerks[i]
+            let end = ends[i]
+            let jerk = jerks[i]
             if t < end {
                 advance(&s, jerk: jerk, duration: max(0, t - previous))
                 return (s, jerk)

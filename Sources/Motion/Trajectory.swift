@@ -3,10 +3,10 @@
 /// A planned multi-joint trajectory: up to `motionMaxJointCount` joints, made of up to `motionMaxWaypointCount`
 /// synchronised *legs* (a point-to-point move or a stop is one leg; a path has one leg per waypoint).
 ///
-/// Storage is fixed-size (`InlineArray`, no classes, no arrays): a value is about 18 KB, so keep one in place and
+/// Storage is fixed-size (`InlineArray`, no classes, no arrays): a value is about 19 KB, so keep one in place and
 /// sample it rather than copying it every period. Planning (the static functions) allocates nothing on the heap
-/// except `path`'s waypoint array argument; it may run on any thread, takes tens of microseconds per leg, and is best
-/// done off the real-time thread. `sample(atSeconds:into:)` and `isFinished(atSeconds:)` use no arrays, no classes
+/// except `path`'s waypoint array argument and `jerkPieces`; it may run on any thread, and is best done off the
+/// real-time thread (see the timings below). `sample(atSeconds:into:)` and `isFinished(atSeconds:)` use no arrays, no classes
 /// and no heap, take no locks and do no I/O: they may be called on the real-time control thread.
 ///
 /// Time is in seconds from the start of the trajectory (t = 0 is the `from` state).
@@ -15,8 +15,18 @@
 /// |a0| <= amax and |v0 + a0·|a0|/(2·jmax)| <= vmax (ramping the acceleration to 0 at full jerk does not overshoot
 /// vmax) — then at all times |v| <= vmax, |a| <= amax and |j| <= jmax. Otherwise the overshoot is unavoidable: the
 /// trajectory first ramps the acceleration to within amax at full jerk and brings the velocity back within vmax at
-/// full jerk/acceleration (the peak |v| is then max(|v0|, |v0 + a0·|a0|/(2·jmax)|), the least possible), and from the
-/// moment a quantity is back within its limit it stays within it.
+/// full jerk/acceleration (the peak |v| is then max(|v0|, |v0 + a0·|a0|/(2·jmax)|), the least possible, and the peak
+/// |a| is |a0|). |a| stays within amax from the moment it is back within amax, and |v| within vmax from the moment the
+/// state is feasible again in the sense above.
+///
+/// Synchronisation: all joints of a leg take the slowest joint's minimum time; the others get a lower cruise velocity
+/// found by search. For some moving initial states no such profile exists in the planner's profile family; the joint
+/// then follows its minimum-time profile and waits at rest at the target until the common end (counted in
+/// `synchronisationFallbackCount`; measured ~0.01 % of joints for random moving states, never for a joint starting at
+/// rest).
+///
+/// Measured (6 joints, x86-64, release build): planning ~10–20 µs per point-to-point move, ~10 ms for a 16-waypoint
+/// path (the blend check dominates); sampling ~0.6 µs (point-to-point) to ~0.9 µs (path).
 public struct Trajectory: Sendable {
     /// Number of joints (lanes 0..<jointCount of every `JointState`).
     public let jointCount: Int
@@ -29,7 +39,9 @@ public struct Trajectory: Sendable {
     var legCount = 0
     var legStarts = InlineArray<16, Double>(repeating: 0)
     var legDurations = InlineArray<16, Double>(repeating: 0)
-    var legs = InlineArray<16, InlineArray<6, AxisProfile>>(repeating: InlineArray(repeating: AxisProfile()))
+    /// Axis profiles, flat: leg k, joint j at index k * motionMaxJointCount + j (flat so that sampling reads one
+    /// profile in place instead of copying a whole leg).
+    var profiles = InlineArray<96, AxisProfile>(repeating: AxisProfile())
 
     /// The default for `path(...)`'s `blendToleranceRadians`.
     public static let defaultBlendToleranceRadians = 0.01
@@ -78,7 +90,8 @@ public struct Trajectory: Sendable {
     ///
     /// Method (blending by superposition): each leg waypoint[k-1] → waypoint[k] is planned as a synchronised
     /// rest-to-rest move with **half** the joint limits (vmax/2, amax/2, jmax/2); the first leg starts from `state`
-    /// and may use the full acceleration and jerk to bring the joint within vmax/2 before its cruise. Consecutive legs
+    /// and, for a joint whose initial state is not within the half limits, may use the full acceleration and jerk to
+    /// bring it within vmax/2 before its cruise (that part never overlaps another leg). Consecutive legs
     /// overlap in time: leg k+1 starts before leg k has ended and the joint motion is the sum of the two leg motions
     /// (position = leg k's absolute position + leg k+1's displacement). At most two legs overlap at any time and
     /// overlaps only cover the part of a leg planned with half limits, so the sum never exceeds the full limits.
@@ -122,10 +135,19 @@ public struct Trajectory: Sendable {
             let v = limits.maxVelocitiesRadiansPerSecond[j]
             let a = limits.maxAccelerationsRadiansPerSecondSquared[j]
             let jerk = limits.maxJerksRadiansPerSecondCubed[j]
-            firstSpecs[j] = AxisSpec(
-                maxCruiseVelocity: v / 2, headAcceleration: a, headJerk: jerk, tailAcceleration: a / 2,
-                tailJerk: jerk / 2)
             halfSpecs[j] = AxisSpec(velocity: v / 2, acceleration: a / 2, jerk: jerk / 2)
+            // The first leg's head may use the full acceleration and jerk, but only where the initial state needs it
+            // (it is not feasible for the half limits); otherwise it is planned like every other leg, which keeps
+            // the first blend as smooth as the others.
+            let v0 = starts[j].v, a0 = starts[j].a
+            let feasibleForHalf =
+                abs(v0) <= v / 2 && abs(a0) <= a / 2 && abs(v0 + a0 * abs(a0) / jerk) <= v / 2
+            firstSpecs[j] =
+                feasibleForHalf
+                ? halfSpecs[j]
+                : AxisSpec(
+                    maxCruiseVelocity: v / 2, headAcceleration: a, headJerk: jerk, tailAcceleration: a / 2,
+                    tailJerk: jerk / 2)
         }
         // Plan every leg first (start times are fixed afterwards).
         trajectory.appendLeg(starts: starts, targets: waypoints[0], specs: firstSpecs, startSeconds: 0)
@@ -165,7 +187,7 @@ public struct Trajectory: Sendable {
                 acceleration: limits.maxAccelerationsRadiansPerSecondSquared[j],
                 jerk: limits.maxJerksRadiansPerSecondCubed[j])
             let profile = AxisProfile(start: start, plan: planStop(from: start, spec))
-            trajectory.legs[0][j] = profile
+            trajectory.profiles[(0) * motionMaxJointCount + j] = profile
             duration = max(duration, profile.duration)
         }
         trajectory.legCount = 1
@@ -214,13 +236,18 @@ public struct Trajectory: Sendable {
     @inline(__always)
     func jointSample(joint: Int, atSeconds time: Double) -> (state: AxisState, jerk: Double) {
         let t = min(max(time, 0), durationSeconds)
+        // Spans borrow the inline storage in place (indexing the InlineArrays of a large `let` directly can make the
+        // optimiser copy the whole ~19 KB value).
+        let starts = legStarts.span
+        let durations = legDurations.span
+        let axes = profiles.span
         var k = 0
-        while k + 1 < legCount, legStarts[k + 1] <= t { k += 1 }
-        let current = legs[k][joint]
-        var result = current.sample(at: t - legStarts[k])
-        if k > 0, t < legStarts[k - 1] + legDurations[k - 1] {
-            let previous = legs[k - 1][joint].sample(at: t - legStarts[k - 1])
-            result.state.p += previous.state.p - current.start.p
+        while k + 1 < legCount, starts[k + 1] <= t { k += 1 }
+        let index = k * motionMaxJointCount + joint
+        var result = axes[index].sample(at: t - starts[k])
+        if k > 0, t < starts[k - 1] + durations[k - 1] {
+            let previous = axes[index - motionMaxJointCount].sample(at: t - starts[k - 1])
+            result.state.p += previous.state.p - axes[index].start.p
             result.state.v += previous.state.v
             result.state.a += previous.state.a
             result.jerk += previous.jerk
@@ -247,7 +274,7 @@ public struct Trajectory: Sendable {
         guard joint >= 0, joint < jointCount else { return [] }
         var times: [Double] = [0, durationSeconds]
         for k in 0..<legCount {
-            let profile = legs[k][joint]
+            let profile = profiles[(k) * motionMaxJointCount + joint]
             times.append(legStarts[k])
             times.append(legStarts[k] + legDurations[k])
             for i in 0..<profile.segmentCount { times.append(legStarts[k] + profile.segmentEnds[i]) }
@@ -296,7 +323,7 @@ public struct Trajectory: Sendable {
             let plan = planWithDuration(
                 from: starts[j], to: targets[j], specs[j], duration: duration, minimum: minimum[j])
             if plan.usedDwellFallback { synchronisationFallbackCount += 1 }
-            legs[k][j] = AxisProfile(start: starts[j], plan: plan)
+            profiles[(k) * motionMaxJointCount + j] = AxisProfile(start: starts[j], plan: plan)
         }
         legStarts[k] = startSeconds
         legDurations[k] = duration
@@ -307,12 +334,12 @@ public struct Trajectory: Sendable {
     /// for the first leg, not reaching into the part planned with full limits), for which the blended path was seen
     /// within `toleranceRadians` (max over joints) of `corner`.
     private func blendOverlap(afterLeg k: Int, corner: SIMD8<Double>, toleranceRadians: Double) -> Double {
-        let first = legs[k]
-        let second = legs[k + 1]
+        let firstBase = k * motionMaxJointCount
+        let secondBase = (k + 1) * motionMaxJointCount
         let firstDuration = legDurations[k]
         var limit = 0.5 * min(firstDuration, legDurations[k + 1])
         if k == 0 {
-            for j in 0..<jointCount { limit = min(limit, firstDuration - first[j].headEnd) }
+            for j in 0..<jointCount { limit = min(limit, firstDuration - profiles[firstBase + j].headEnd) }
         }
         guard limit > 0, toleranceRadians > 0 else { return 0 }
 
@@ -323,9 +350,9 @@ public struct Trajectory: Sendable {
                 let u = overlap * Double(i) / Double(count)
                 var worst = 0.0
                 for j in 0..<jointCount {
-                    let p1 = first[j].sample(at: firstDuration - overlap + u).state.p
-                    let p2 = second[j].sample(at: u).state.p
-                    worst = max(worst, abs((p1 - corner[j]) + (p2 - second[j].start.p)))
+                    let p1 = profiles[firstBase + j].sample(at: firstDuration - overlap + u).state.p
+                    let p2 = profiles[secondBase + j].sample(at: u).state.p
+                    worst = max(worst, abs((p1 - corner[j]) + (p2 - profiles[secondBase + j].start.p)))
                 }
                 best = min(best, worst)
             }

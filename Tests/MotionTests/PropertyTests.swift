@@ -14,6 +14,7 @@ struct CaseOutcome {
     var fallbacks = 0
     var infeasibleJoints = 0
     var joints = 0
+    var earlyArrivals = 0
 }
 
 /// One random point-to-point case: plan, integrate every joint independently, check limits, target, rest,
@@ -87,12 +88,18 @@ func runPointToPointCase(seed: UInt64) -> CaseOutcome {
             outcome.failure = "joint \(k) pieces last \(report.totalSeconds) s, trajectory \(duration) s"
             return outcome
         }
-        // Synchronised: a joint that moves keeps moving until the common end (unless it used the dwell fallback).
-        if trajectory.synchronisationFallbackCount == 0, report.lastJerkSeconds > 0,
-            abs(report.lastJerkSeconds - duration) > 1e-9
-        {
-            outcome.failure = "joint \(k) finishes at \(report.lastJerkSeconds) s, trajectory at \(duration) s"
-            return outcome
+        // Synchronised: a joint that moves keeps moving until the common end, unless it used the documented dwell
+        // fallback (arrive early, wait at rest), which must never be needed from rest.
+        if report.lastJerkSeconds > 0, abs(report.lastJerkSeconds - duration) > 1e-9 {
+            outcome.earlyArrivals += 1
+            let fromRest = initial.velocitiesRadiansPerSecond[k] == 0
+                && initial.accelerationsRadiansPerSecondSquared[k] == 0
+            if fromRest || trajectory.synchronisationFallbackCount == 0 {
+                outcome.failure =
+                    "joint \(k) (from rest: \(fromRest)) finishes at \(report.lastJerkSeconds) s, trajectory at "
+                    + "\(duration) s"
+                return outcome
+            }
         }
     }
     return outcome
@@ -103,7 +110,7 @@ func runPointToPointCase(seed: UInt64) -> CaseOutcome {
     arguments: 0..<propertyChunkCount)
 func pointToPointProperty(chunk: Int) {
     let perChunk = propertyCaseCount / propertyChunkCount
-    var failures = 0, fallbacks = 0, joints = 0, infeasible = 0
+    var failures = 0, fallbacks = 0, joints = 0, infeasible = 0, early = 0
     let started = monotonicSeconds()
     for i in 0..<perChunk {
         let seed = propertySeedBase &+ UInt64(chunk * perChunk + i)
@@ -111,6 +118,7 @@ func pointToPointProperty(chunk: Int) {
         fallbacks += outcome.fallbacks
         joints += outcome.joints
         infeasible += outcome.infeasibleJoints
+        early += outcome.earlyArrivals
         if let failure = outcome.failure {
             failures += 1
             if failures <= 10 { print("FAILED seed 0x\(String(seed, radix: 16)): \(failure)") }
@@ -118,11 +126,13 @@ func pointToPointProperty(chunk: Int) {
     }
     print(
         "point-to-point chunk \(chunk): \(perChunk) cases, \(joints) joints (\(infeasible) with an unavoidable "
-            + "overshoot), \(fallbacks) dwell fallbacks, \(failures) failures, "
+            + "overshoot), \(fallbacks) dwell fallbacks (\(early) joints arrived early), \(failures) failures, "
             + "\(Int(monotonicSeconds() - started)) s")
     #expect(failures == 0)
-    // The cruise-velocity search, not the dwell, must synchronise almost every joint.
-    #expect(Double(fallbacks) <= 0.01 * Double(joints))
+    // The cruise-velocity search, not the dwell, must synchronise almost every joint (measured: ~0.01 % of the
+    // joints of these random states need the dwell).
+    #expect(Double(fallbacks) <= 0.002 * Double(joints))
+    #expect(early <= fallbacks)
 }
 
 @Test("Replay one point-to-point case by seed (edit to debug a printed failure)")
