@@ -13,6 +13,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
     ],
     targets: [
         // C libraries and shims.
@@ -32,6 +34,15 @@ let package = Package(
             dependencies: ["Motion", .product(name: "TOMLKit", package: "TOMLKit")]),
         .target(name: "CellModbus", dependencies: ["CellCore", "Modbus", "CRealtime"]),
         .target(name: "CellSimulator", dependencies: ["CellCore", "Modbus", "CRealtime"]),
+        .target(
+            name: "Ledger",
+            dependencies: [
+                "CellCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
+        // Test support: counts heap allocations per thread (malloc interposition), for the zero-allocation test.
+        .target(name: "CAllocationCounter"),
         .target(
             name: "CellService",
             dependencies: [
@@ -65,6 +76,13 @@ let package = Package(
         .testTarget(name: "MotionTests", dependencies: ["Motion"]),
         .testTarget(name: "CellCoreTests", dependencies: ["CellCore"]),
         .testTarget(name: "CellRuntimeTests", dependencies: ["CellRuntime", "CellCore", "CRealtime"]),
+        .testTarget(name: "LedgerTests", dependencies: ["Ledger", "CellCore"]),
+        .testTarget(
+            name: "CellServiceTests",
+            dependencies: [
+                "CellService", "CellSimulator", "CellCore", "CellRuntime", "Modbus", "CRealtime", "CAllocationCounter",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(
             name: "CellSimulatorTests",
             dependencies: ["CellSimulator", "CellCore", "Modbus", "CRealtime"]),

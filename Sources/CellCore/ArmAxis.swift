@@ -36,7 +36,9 @@ public struct ArmAxis: Sendable {
     public private(set) var setpoint = JointState.atRest(JointVector())
     /// True once the arm reports STREAMING and the setpoint was re-synced to its actual position.
     public private(set) var isStreaming = false
-    private var trajectory: Trajectory?
+    /// The trajectory being streamed when `hasTrajectory` (a ~19 KB value kept in place, never copied per period).
+    private var trajectory: Trajectory
+    private var hasTrajectory = false
     private var trajectoryTicks: UInt64 = 0
     private var heartbeat: UInt16 = 0
     /// Last tool request id written; the arm runs a request each time this changes.
@@ -49,10 +51,16 @@ public struct ArmAxis: Sendable {
     public init(index: Int, toolRequestSeed: UInt16 = 0) {
         self.index = index
         toolRequestID = toolRequestSeed
+        // A placeholder: a zero-length move of one joint (never streamed while `hasTrajectory` is false).
+        trajectory = try! Trajectory.pointToPoint(
+            from: JointState.atRest(JointVector()), to: JointVector(),
+            limits: MotionLimits(
+                jointCount: 1, maxVelocityRadiansPerSecond: 1, maxAccelerationRadiansPerSecondSquared: 1,
+                maxJerkRadiansPerSecondCubed: 1))
     }
 
     /// True while a trajectory is being streamed.
-    public var isMoving: Bool { trajectory != nil }
+    public var isMoving: Bool { hasTrajectory }
 
     /// Starts a point-to-point move from the current setpoint state to `target`. Returns false when the planner
     /// refuses (the caller aborts with that reason). Thread: control.
@@ -60,6 +68,7 @@ public struct ArmAxis: Sendable {
         guard isStreaming else { return false }
         do {
             trajectory = try Trajectory.pointToPoint(from: setpoint, to: target, limits: limits)
+            hasTrajectory = true
             trajectoryTicks = 0
             return true
         } catch {
@@ -73,6 +82,7 @@ public struct ArmAxis: Sendable {
         guard isStreaming else { return false }
         do {
             trajectory = try Trajectory.path(from: setpoint, through: waypoints, limits: limits)
+            hasTrajectory = true
             trajectoryTicks = 0
             return true
         } catch {
@@ -80,10 +90,28 @@ public struct ArmAxis: Sendable {
         }
     }
 
+    /// Streams a trajectory planned ahead (a path from rest at `start`) if the setpoint is at rest there; false
+    /// otherwise (the caller plans online). Copies the trajectory once; does not allocate. Thread: control.
+    public mutating func follow(_ planned: Trajectory, plannedFrom start: JointVector) -> Bool {
+        guard isStreaming, !hasTrajectory, setpointIsAt(start, toleranceRadians: 1e-6),
+            setpoint.velocitiesRadiansPerSecond == JointVector(),
+            setpoint.accelerationsRadiansPerSecondSquared == JointVector()
+        else { return false }
+        trajectory = planned
+        hasTrajectory = true
+        trajectoryTicks = 0
+        return true
+    }
+
     /// Replaces any motion by a jerk-limited stop from the current setpoint state. Thread: control.
     public mutating func stop(limits: MotionLimits) {
-        guard isStreaming, trajectory != nil || setpoint.velocitiesRadiansPerSecond != JointVector() else { return }
-        trajectory = try? Trajectory.stop(from: setpoint, limits: limits)
+        guard isStreaming, hasTrajectory || setpoint.velocitiesRadiansPerSecond != JointVector() else { return }
+        do {
+            trajectory = try Trajectory.stop(from: setpoint, limits: limits)
+            hasTrajectory = true
+        } catch {
+            hasTrajectory = false
+        }
         trajectoryTicks = 0
     }
 
@@ -107,7 +135,7 @@ public struct ArmAxis: Sendable {
 
     /// True when no trajectory runs and the arm reports IN_POSITION at the setpoint.
     public func isSettled(_ inputs: ArmInputs) -> Bool {
-        isStreaming && trajectory == nil && inputs.status.contains(.inPosition)
+        isStreaming && !hasTrajectory && inputs.status.contains(.inPosition)
     }
 
     /// True when the arm is at rest (not IN_MOTION) or cannot move (servos off).
@@ -162,11 +190,11 @@ public struct ArmAxis: Sendable {
             resync(inputs)
             isStreaming = true
         }
-        if let trajectory {
+        if hasTrajectory {
             trajectoryTicks += 1
             let t = Double(trajectoryTicks) * periodSeconds
             trajectory.sample(atSeconds: t, into: &setpoint)
-            if t >= trajectory.durationSeconds { self.trajectory = nil }
+            if t >= trajectory.durationSeconds { hasTrajectory = false }
         }
         outputs.command = [.enable, .stream]
         outputs.targetsRadians = setpoint.positionsRadians
@@ -174,6 +202,6 @@ public struct ArmAxis: Sendable {
 
     private mutating func resync(_ inputs: ArmInputs) {
         setpoint = JointState.atRest(inputs.actualPositionsRadians)
-        trajectory = nil
+        hasTrajectory = false
     }
 }

@@ -90,8 +90,12 @@ extension CellController {
         case .move(let point, let speed):
             guard let arm = lane.arm else { return }
             startMove(arm: arm, point: point, speed: speed)
-        case .path(let first, let count, let speed):
+        case .path(let first, let count, let speed, let planned):
             guard let arm = lane.arm else { return }
+            armAt[arm] = lane.pathPoints[first + count - 1]
+            if planned >= 0, arms[arm].follow(lane.plannedPaths[planned].trajectory, plannedFrom: lane.plannedPaths[planned].start) {
+                return
+            }
             pathBuffer.removeAll(keepingCapacity: true)
             for offset in 0..<min(count, motionMaxWaypointCount) {
                 pathBuffer.append(cell.arms[arm].points[lane.pathPoints[first + offset]].positionsRadians)

@@ -7,8 +7,9 @@ import Motion
 public enum CompiledStep: Sendable, Equatable {
     /// Move to teach point `point` of the lane's arm at `speed` (fraction of the arm's velocity limits).
     case move(point: Int, speed: Double = 1)
-    /// Move through `count` teach points starting at `first` in the lane's `pathPoints`, at `speed`.
-    case path(first: Int, count: Int, speed: Double = 1)
+    /// Move through `count` teach points starting at `first` in the lane's `pathPoints`, at `speed`; `planned`
+    /// indexes the lane's `plannedPaths` (−1: none, plan online).
+    case path(first: Int, count: Int, speed: Double = 1, planned: Int = -1)
     /// Run a tool action; `param` is the RA-610 `tool_param`.
     case tool(ArmToolCommand, param: UInt16)
     /// Run a station action (station lane only).
@@ -61,6 +62,15 @@ public struct CompiledLane: Sendable {
     public var pathPoints: [Int]
     /// True for recipe lanes (they start over for the next lamp); false for one-shot lanes (Reset's purge).
     public var wraps = true
+    /// Paths planned at start-up from rest at the teach point the lane's previous move ends at (planning a path
+    /// takes milliseconds: too long for a control period). Used when the arm is exactly there at rest.
+    public var plannedPaths: [PlannedPath] = []
+}
+
+/// A path trajectory planned ahead, and where it starts.
+public struct PlannedPath: Sendable {
+    public var start: JointVector
+    public var trajectory: Trajectory
 }
 
 /// Process windows as two vectors indexed by `MeasurementKind.rawValue`.
@@ -170,13 +180,35 @@ extension CompiledRecipe {
             }
             var steps: [CompiledStep] = []
             var pathPoints: [Int] = []
+            var plannedPaths: [PlannedPath] = []
+            var lastPoint: Int?
             for step in lane.steps {
                 switch step {
-                case .move(let point, let speed): steps.append(.move(point: try index(point), speed: speed))
+                case .move(let point, let speed):
+                    let target = try index(point)
+                    steps.append(.move(point: target, speed: speed))
+                    lastPoint = target
                 case .path(let points, let speed):
                     let first = pathPoints.count
                     for point in points { pathPoints.append(try index(point)) }
-                    steps.append(.path(first: first, count: points.count, speed: speed))
+                    var planned = -1
+                    if let start = lastPoint {
+                        let from = arm.points[start].positionsRadians
+                        let waypoints = pathPoints[first...].map { arm.points[$0].positionsRadians }
+                        do {
+                            let trajectory = try Trajectory.path(
+                                from: JointState.atRest(from), through: waypoints,
+                                limits: arm.limits.scaled(velocity: speed))
+                            planned = plannedPaths.count
+                            plannedPaths.append(PlannedPath(start: from, trajectory: trajectory))
+                        } catch {
+                            throw ConfigError(
+                                filePath: recipe.id, fieldPath: "steps.\(lane.armName)", kind: .invalidValue,
+                                message: "the path cannot be planned: \(error)")
+                        }
+                    }
+                    steps.append(.path(first: first, count: points.count, speed: speed, planned: planned))
+                    lastPoint = pathPoints.last
                 case .tool(let action):
                     let command = ArmToolCommand(rawValue: action.commandRegisterValue) ?? .none
                     var param: UInt16 = 0
@@ -189,10 +221,13 @@ extension CompiledRecipe {
                     steps.append(.tool(command, param: param))
                 case .waitFor(let event): steps.append(.waitFor(event: event.index))
                 case .signal(let event): steps.append(.signal(event: event.index))
-                case .unload(let ok, let ng): steps.append(.unload(ok: try index(ok), ng: try index(ng)))
+                case .unload(let ok, let ng):
+                    steps.append(.unload(ok: try index(ok), ng: try index(ng)))
+                    lastPoint = nil
                 }
             }
-            lanes.append(CompiledLane(arm: armIndex, steps: steps, pathPoints: pathPoints))
+            lanes.append(
+                CompiledLane(arm: armIndex, steps: steps, pathPoints: pathPoints, plannedPaths: plannedPaths))
         }
         var stationSteps: [CompiledStep] = []
         for step in recipe.stationSteps {

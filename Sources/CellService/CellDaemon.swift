@@ -34,7 +34,8 @@ public final class CellDaemon: @unchecked Sendable {
     ///   - sinks: receive every finished lamp after the log line (the ledger).
     public init(
         configuration: DaemonConfiguration, definition: CellDefinition, recipes loaded: [Recipe],
-        endpoints: [String: DeviceConnection], sinks: [any LampSink] = [], logger: Logger
+        endpoints: [String: DeviceConnection], sinks: [any LampSink] = [], logger: Logger,
+        periodHooks: PeriodHooks? = nil
     ) throws {
         self.configuration = configuration
         self.logger = logger
@@ -57,6 +58,7 @@ public final class CellDaemon: @unchecked Sendable {
         loopSettings.lockMemory = configuration.lockMemory
         loopSettings.responseTimeoutNanoseconds = configuration.responseTimeoutNanoseconds
         loopSettings.connectTimeoutNanoseconds = configuration.responseTimeoutNanoseconds
+        loopSettings.periodHooks = periodHooks
         var arms: [DeviceConnection] = []
         for arm in cell.arms {
             guard let endpoint = endpoints[arm.name] else { throw DaemonStartError("no endpoint for arm \(arm.name)") }

@@ -30,8 +30,21 @@ public struct ControlLoopSettings: Sendable {
     /// Bound on one connect attempt from the control thread, ns.
     public var connectTimeoutNanoseconds: UInt64 = 2_000_000
     public var reconnect = ReconnectPolicy.default
+    /// Called on the control thread around each period's work (tests: allocation counting). Must not allocate.
+    public var periodHooks: PeriodHooks?
 
     public init() {}
+}
+
+/// Calls made on the control thread at the start and end of each period's work (after the wake-up).
+public struct PeriodHooks: Sendable {
+    public var begin: @Sendable () -> Void
+    public var end: @Sendable (_ periodIndex: UInt64) -> Void
+
+    public init(begin: @escaping @Sendable () -> Void, end: @escaping @Sendable (_ periodIndex: UInt64) -> Void) {
+        self.begin = begin
+        self.end = end
+    }
 }
 
 /// The control loop: the device drivers, the process image, the controller, and the periodic real-time thread
@@ -51,6 +64,7 @@ public final class ControlLoop: @unchecked Sendable {
     private var staging: CellSnapshot
     private let nextTicket = Atomic<UInt64>(1)
     private let stallNanoseconds = Atomic<UInt64>(0)
+    private let hooks: PeriodHooks?
 
     /// - Parameters:
     ///   - arms: connections of the arms, in the order of `controller.cell.arms`.
@@ -61,6 +75,7 @@ public final class ControlLoop: @unchecked Sendable {
         precondition(arms.count == controller.cell.arms.count, "one connection per arm")
         precondition(arms.count <= maximumArmCount, "at most \(maximumArmCount) arms")
         self.controller = controller
+        hooks = settings.periodHooks
         image = ProcessImage(armCount: arms.count)
         var drivers: [RA610Driver] = []
         for arm in arms {
@@ -113,6 +128,8 @@ public final class ControlLoop: @unchecked Sendable {
     public func injectStall(nanoseconds: UInt64) { stallNanoseconds.store(nanoseconds, ordering: .relaxed) }
 
     private func period(_ timing: PeriodTiming) {
+        hooks?.begin()
+        defer { hooks?.end(timing.periodIndex) }
         let stats = thread.statistics
         let readStart = lampcell_monotonic_ns()
         for index in armDrivers.indices {

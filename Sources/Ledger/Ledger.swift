@@ -1,0 +1,1 @@
+// Ledger: see the module's files.
