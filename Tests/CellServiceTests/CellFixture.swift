@@ -1,0 +1,136 @@
+import CRealtime
+import CellCore
+import CellService
+import CellSimulator
+import Foundation
+import Logging
+
+/// Paths of the repository, found from this file.
+enum Repository {
+    static let root: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+    static let developmentConfiguration = root + "/Systemd/lampcelld-dev.toml"
+    static let cellDefinition = root + "/Hardware/cell.toml"
+}
+
+/// A whole cell for end-to-end tests: the simulated devices served over Modbus TCP on loopback (the real driver
+/// path) and the real controller stack (`CellDaemon`) driving them, with its state in a fresh temporary directory.
+final class CellFixture: @unchecked Sendable {
+    let server: SimulatedCellServer
+    let daemon: CellDaemon
+    let stateDirectory: String
+    let definition: CellDefinition
+
+    /// - Parameters:
+    ///   - periodMicroseconds: the control period.
+    ///   - hooks: period hooks (allocation counting).
+    init(
+        seed: UInt64 = 1, defectRate: Double = 0, periodMicroseconds: Int = 4000, stateDirectory: String? = nil,
+        hooks: PeriodHooks? = nil, sinks: [any LampSink] = []
+    ) throws {
+        var configuration = try DaemonConfiguration.load(from: Repository.developmentConfiguration)
+        let directory =
+            stateDirectory ?? FileManager.default.temporaryDirectory
+            .appendingPathComponent("lampcell-e2e-\(UUID().uuidString)").path
+        self.stateDirectory = directory
+        configuration.stateDirectory = directory
+        configuration.ledgerPath = directory + "/ledger.sqlite"
+        configuration.periodNanoseconds = UInt64(periodMicroseconds) * 1000
+        configuration.responseTimeoutNanoseconds = min(2_000_000, configuration.periodNanoseconds / 2)
+        configuration.fifoPriority = nil
+        configuration.lockMemory = false
+        definition = try CellDefinition.load(from: configuration.cellPath)
+        var recipes: [Recipe] = []
+        for path in configuration.recipePaths { recipes.append(try Recipe.load(from: path, cell: definition)) }
+        let simulated = SimulatedCell(
+            configuration: try SimulatedCellConfiguration(
+                cell: definition, options: SimulationOptions(seed: seed, defectRate: defectRate)))
+        server = SimulatedCellServer(cell: simulated)
+        let ports = try server.start()
+        var endpoints: [String: DeviceConnection] = [:]
+        for (name, port) in ports {
+            endpoints[name] = DeviceConnection(name: name, host: "127.0.0.1", port: port, unitID: 1)
+        }
+        var logger = Logger(label: "e2e")
+        logger.logLevel = .warning
+        daemon = try CellDaemon(
+            configuration: configuration, definition: definition, recipes: recipes, endpoints: endpoints,
+            sinks: sinks, logger: logger, periodHooks: hooks)
+        daemon.start()
+    }
+
+    /// Runs `body` on the simulated cell's models (stepped to now, under the cell's lock).
+    func models<T>(_ body: (CellModels) throws -> T) rethrows -> T { try server.cell.withModels(body) }
+
+    /// Brings the cell to Execute on an order of `lamps` lamps; fails the caller with the reason when it cannot.
+    func produce(lamps: UInt32, variant: Variant = .left, timeoutSeconds: Double = 60) -> String? {
+        daemon.autoStart(
+            variant: variant, lamps: lamps, orderID: "TEST-\(UUID().uuidString.prefix(8))",
+            timeoutNanoseconds: UInt64(timeoutSeconds * 1e9))
+    }
+
+    /// Waits until `condition` holds for the cell's snapshot.
+    @discardableResult
+    func waitFor(seconds: Double, _ condition: (CellSnapshot) -> Bool) -> Bool {
+        daemon.waitFor(timeoutNanoseconds: UInt64(seconds * 1e9), condition)
+    }
+
+    /// Waits until `count` lamps have left the cell and been handed to the sinks.
+    @discardableResult
+    func waitForLamps(_ count: UInt64, seconds: Double) -> Bool {
+        let deadline = lampcell_monotonic_ns() + UInt64(seconds * 1e9)
+        while lampcell_monotonic_ns() < deadline {
+            if daemon.drain.lampsDrained >= count { return true }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        return daemon.drain.lampsDrained >= count
+    }
+
+    /// Waits until the simulated world holds `condition` (polled every 10 ms).
+    @discardableResult
+    func waitForWorld(seconds: Double, _ condition: (CellModels) -> Bool) -> Bool {
+        let deadline = lampcell_monotonic_ns() + UInt64(seconds * 1e9)
+        while lampcell_monotonic_ns() < deadline {
+            if models(condition) { return true }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        return models(condition)
+    }
+
+    /// Every fault the simulated arms latched so far: (arm name, code).
+    func armFaults() -> [(arm: String, code: UInt16)] {
+        models { models in
+            models.arms.enumerated().flatMap { index, arm in
+                arm.faultHistory.map { (models.armNames[index], $0.code) }
+            }
+        }
+    }
+
+    /// Stops the controller (controlled stop) and the simulated devices; removes the state directory.
+    func shutdown(keepState: Bool = false) {
+        daemon.shutdown(timeoutNanoseconds: 10_000_000_000)
+        server.stop()
+        if !keepState { try? FileManager.default.removeItem(atPath: stateDirectory) }
+    }
+}
+
+/// Collects every lamp the drain hands over (tests read them from any thread).
+final class CollectingSink: LampSink, @unchecked Sendable {
+    private let lock = NSLock()
+    private var collected: [LampRecord] = []
+
+    func accept(_ lamp: LampRecord) {
+        lock.lock()
+        collected.append(lamp)
+        lock.unlock()
+    }
+
+    var lamps: [LampRecord] {
+        lock.lock()
+        defer { lock.unlock() }
+        return collected
+    }
+}
