@@ -15,7 +15,8 @@ extension MotionLimits {
 /// The controller's side of one RA-610: power and streaming hand-shake, the setpoint stream, tool requests.
 ///
 /// Setpoints come from a jerk-limited trajectory sampled once per period on a trajectory clock that advances by
-/// exactly one period per period run (so a late wake-up or a skipped period never makes a setpoint jump). Before
+/// exactly one period per period run whose exchange reached the arm (so a late wake-up, a skipped period or a lost
+/// exchange never makes a setpoint jump). Before
 /// streaming starts or resumes, the setpoint is re-synced to the arm's actual position: the arm never jumps.
 ///
 /// Thread: the control thread only. Nothing here allocates.
@@ -190,7 +191,10 @@ public struct ArmAxis: Sendable {
             resync(inputs)
             isStreaming = true
         }
-        if hasTrajectory {
+        // The trajectory clock advances only when this period's exchange reached the arm: after a lost or late
+        // exchange the same setpoint is sent again, so consecutive setpoints the arm accepts never differ by more
+        // than one period of motion (the datasheet's SETPOINT_JUMP rule allows 1.5 × v_max × period).
+        if hasTrajectory && inputs.link.state == .ok {
             trajectoryTicks += 1
             let t = Double(trajectoryTicks) * periodSeconds
             trajectory.sample(atSeconds: t, into: &setpoint)

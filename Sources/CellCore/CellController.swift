@@ -47,7 +47,7 @@ public struct ControllerSettings: Sendable {
     /// Bound on reaching IN_POSITION after a trajectory ends.
     public var settleTimeoutNanoseconds: UInt64 = 2_000_000_000
     /// A device counts as lost after failing for this long (consecutive failed exchanges × period); shorter than
-    /// the arms' watchdog so the controller, not the arm, notices first.
+    /// the arms' watchdog so the controller, not the arm, notices first (the daemon uses 60 % of it).
     public var deviceLostAfterNanoseconds: UInt64 = 60_000_000
 
     /// Failed exchanges in a row after which a device counts as lost (at least 2).

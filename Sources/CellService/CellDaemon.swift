@@ -49,6 +49,8 @@ public final class CellDaemon: @unchecked Sendable {
         var settings = ControllerSettings()
         settings.periodNanoseconds = configuration.periodNanoseconds
         settings.armWatchdogMilliseconds = configuration.armWatchdogMilliseconds
+        // The controller gives up on a device a little before the arms' own watchdog would trip.
+        settings.deviceLostAfterNanoseconds = UInt64(configuration.armWatchdogMilliseconds) * 600_000
         let allocator = serials
         let controller = CellController(
             cell: cell, recipes: compiled, settings: settings, nowNanoseconds: lampcell_monotonic_ns(),

@@ -23,6 +23,8 @@ public struct CellSnapshot: Sendable {
     public var armInputs = InlineArray<4, ArmInputs>(repeating: ArmInputs())
     public var armTargetsRadians = InlineArray<4, JointVector>(repeating: JointVector())
     public var armStreaming = InlineArray<4, Bool>(repeating: false)
+    /// The command word written to each arm this period (ENABLE, RESET, STOP, STREAM).
+    public var armCommands = InlineArray<4, ArmCommand>(repeating: ArmCommand())
     public var stationInputs = StationInputs()
     public var stationOutputs = StationOutputs()
 
@@ -48,6 +50,7 @@ public struct CellSnapshot: Sendable {
             armInputs[index] = image.armInputs[index]
             armTargetsRadians[index] = image.armOutputs[index].targetsRadians
             armStreaming[index] = controller.arms[index].isStreaming
+            armCommands[index] = image.armOutputs[index].command
         }
         stationInputs = image.stationInputs
         stationOutputs = image.stationOutputs

@@ -29,7 +29,10 @@ public struct ControlLoopSettings: Sendable {
     public var responseTimeoutNanoseconds: UInt64 = 2_000_000
     /// Bound on one connect attempt from the control thread, ns.
     public var connectTimeoutNanoseconds: UInt64 = 2_000_000
-    public var reconnect = ReconnectPolicy.default
+    /// Reconnect backoff of the drivers: first retry after 10 ms (a device that dropped one connection is usually
+    /// back at once), doubling up to 1 s, with 20 % jitter.
+    public var reconnect = ReconnectPolicy(
+        initialDelayNanoseconds: 10_000_000, maximumDelayNanoseconds: 1_000_000_000, multiplier: 2, jitterFraction: 0.2)
     /// Called on the control thread around each period's work (tests: allocation counting). Must not allocate.
     public var periodHooks: PeriodHooks?
 
