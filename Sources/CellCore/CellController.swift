@@ -40,6 +40,8 @@ public struct ControllerSettings: Sendable {
     public var materialWaitNanoseconds: UInt64 = 2_000_000_000
     /// How long an infeed index may take before the cell counts as starved of housings.
     public var infeedTimeoutNanoseconds: UInt64 = 4_000_000_000
+    /// After an infeed index that brought no housing (starved upstream), the next index is asked for this much later.
+    public var infeedRetryNanoseconds: UInt64 = 1_000_000_000
     /// Bound on a station action (clamp, tests, outfeed); beyond it the station counts as faulted.
     public var stationActionTimeoutNanoseconds: UInt64 = 10_000_000_000
     /// Bound on a tool request; beyond it the arm's tool counts as faulted.
@@ -171,6 +173,8 @@ struct LaneState: Sendable {
     var settleSinceNanoseconds: UInt64 = 0
     /// A one-shot lane has run its last step.
     var finished = false
+    /// When the lane last asked the station for a conveyor index.
+    var indexRequestedNanoseconds: UInt64 = 0
 }
 
 /// What a lane may wait for that the cell does not control: the reason to suspend.

@@ -308,6 +308,7 @@ extension CellController {
         case .infeedAdvance:
             if !io.stationInputs.signals.contains(.housingAtInfeed) {
                 io.stationOutputs.infeedRequests &+= 1
+                state.indexRequestedNanoseconds = nowNanoseconds
                 state.phase = 1
             } else {
                 state.phase = 3  // a housing is already there
@@ -345,6 +346,12 @@ extension CellController {
                 if inputs.signals.contains(.housingAtInfeed) {
                     state.materialWait = .none
                     return true
+                }
+                // The index ended without a housing (nothing upstream): ask again a little later.
+                if nowNanoseconds &- state.indexRequestedNanoseconds >= settings.infeedRetryNanoseconds {
+                    io.stationOutputs.infeedRequests &+= 1
+                    state.indexRequestedNanoseconds = nowNanoseconds
+                    state.phase = 1
                 }
             }
             if action == .infeedAdvance {

@@ -7,17 +7,55 @@ import Testing
 /// the simulated cell.
 @Suite("Production end to end", .serialized)
 struct ProductionTests {
-    @Test("a LEFT lamp is made and judged OK; the arms never fault")
-    func oneLamp() throws {
+    /// The measurements a hidden defect of the simulator shows in.
+    static func expectedReasons(_ defect: PartDefect) -> Set<String> {
+        switch defect {
+        case .none: []
+        case .screw: ["screw_torque_1", "screw_torque_2", "screw_torque_3", "screw_torque_4"]
+        case .press: ["press_force"]
+        case .leak: ["leak_rate"]
+        case .light: ["luminous_intensity", "cutoff_angle"]
+        }
+    }
+
+    @Test("10 LEFT lamps with seeded defects: each defect gives NG with its reason, good parts OK; no arm faults")
+    func tenLampsWithDefects() throws {
         let sink = CollectingSink()
-        let cell = try CellFixture(seed: 7, defectRate: 0, sinks: [sink])
+        let cell = try CellFixture(seed: 21, defectRate: 0.3, sinks: [sink])
         defer { cell.shutdown() }
-        #expect(cell.produce(lamps: 1) == nil)
-        #expect(cell.waitForLamps(1, seconds: 60))
-        let lamps = sink.lamps
-        try #require(lamps.count == 1)
-        #expect(lamps[0].verdict == .ok, "\(LampLogSink.line(lamps[0], cellID: "HL"))")
+        #expect(cell.produce(lamps: 10) == nil)
+        // The order counts good lamps; stop after 10 lamps left the cell, whatever their verdicts.
+        #expect(cell.waitForLamps(10, seconds: 420))
+        let lamps = Array(sink.lamps.prefix(10))
+        let exits = cell.models { Array($0.world.exits.prefix(10)) }
+        try #require(lamps.count == 10 && exits.count == 10)
+        var defective = 0
+        for (lamp, exit) in zip(lamps, exits) {
+            let reasons = Set(
+                MeasurementKind.allCases.filter { lamp.outOfWindowMask & (1 << $0.rawValue) != 0 }.map(\.name))
+            let expected = Self.expectedReasons(exit.part.defect)
+            let line = LampLogSink.line(lamp, cellID: "HL-CELL-01")
+            #expect(lamp.housingLot == exit.housingLot, "\(line)")
+            #expect(lamp.ledModuleLot == exit.ledModuleLot, "\(line)")
+            #expect(lamp.lensLot == exit.lensLot, "\(line)")
+            if exit.part.defect == .none {
+                #expect(lamp.verdict == .ok, "\(line)")
+                #expect(exit.destination == .outfeed, "\(line)")
+            } else {
+                defective += 1
+                #expect(lamp.verdict == .ng, "\(line) — defect \(exit.part.defect)")
+                #expect(!reasons.isEmpty && reasons.isSubset(of: expected), "\(line) — defect \(exit.part.defect)")
+                #expect(exit.destination == .reject, "\(line)")
+            }
+        }
+        #expect(defective > 0, "the seed must give at least one defective part")
+        #expect(defective < 10, "the seed must give at least one good part")
+        // Normal production never trips an arm.
         #expect(cell.armFaults().isEmpty, "\(cell.armFaults())")
-        #expect(cell.models { $0.world.lampsLeftToOutfeed } == 1)
+        // Serials are unique and increasing.
+        #expect(zip(lamps, lamps.dropFirst()).allSatisfy { $0.serial.sequence < $1.serial.sequence })
+        let snapshot = cell.daemon.snapshot()
+        #expect(snapshot.unit.counters.processed.count >= 10)
+        #expect(snapshot.unit.counters.defective.count == UInt64(defective))
     }
 }
