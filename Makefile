@@ -29,8 +29,16 @@ build: deps
 release: deps
 	$(SWIFT) build -c release
 
-# Runs the simulated cell on loopback ports (prints them); Ctrl-C stops it.
+# Runs the daemon against the simulated cell (served in-process on loopback ports over Modbus TCP), producing
+# lamps; one log line per lamp. Ctrl-C: controlled stop. LAMPS=N stops after N lamps.
+LAMPS ?=
 run: deps
+	$(SWIFT) build --product lampcelld
+	$$($(SWIFT) build --show-bin-path)/lampcelld --config Systemd/lampcelld-dev.toml --simulate --auto-start \
+	  $(if $(LAMPS),--lamps $(LAMPS))
+
+# Serves only the simulated cell (for mbpoll or a lampcelld elsewhere); fault injection on stdin.
+sim: deps
 	$(SWIFT) build --product lampsim
 	$$($(SWIFT) build --show-bin-path)/lampsim serve --cell Hardware/cell.toml
 

@@ -178,7 +178,10 @@ struct LampCellDaemon: ParsableCommand {
         }
         daemon.shutdown(timeoutNanoseconds: Self.shutdownTimeoutNanoseconds)
         simulator?.stop()
-        logger.info("lampcelld stopped: \(daemon.drain.lampsDrained) lamps this run")
+        let final = daemon.snapshot()
+        let servosOff = (0..<final.armCount).allSatisfy { !final.armInputs[$0].status.contains(.enabled) }
+        logger.info(
+            "lampcelld stopped in state \(final.unit.state), arms \(servosOff ? "at rest with servos off" : "STILL ENABLED"): \(daemon.drain.lampsDrained) lamps this run")
     }
 
     private func fail(_ message: String) -> Never {

@@ -1,0 +1,109 @@
+import Foundation
+import Testing
+
+/// The `lampcelld` executable as an operator starts it.
+@Suite("lampcelld executable", .serialized)
+struct DaemonExecutableTests {
+    /// The built executable next to the test bundle (SwiftPM builds the package's executables before the tests).
+    static func executable(_ name: String) throws -> String {
+        let candidates = [
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name).path,
+            Repository.root + "/.build/debug/" + name,
+        ]
+        guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            Issue.record("\(name) is not built (looked at \(candidates)); run swift build first")
+            throw CancellationError()
+        }
+        return found
+    }
+
+    struct Run {
+        var status: Int32
+        var standardError: String
+    }
+
+    /// Runs lampcelld with `arguments`; `whileRunning` gets the process and its stderr collected so far.
+    static func runDaemon(_ arguments: [String], whileRunning: ((Process, () -> String) -> Void)? = nil) throws -> Run {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try executable("lampcelld"))
+        process.arguments = arguments
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        let collected = NSLock()
+        var text = ""
+        errors.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            collected.lock()
+            text += String(decoding: data, as: UTF8.self)
+            collected.unlock()
+        }
+        try process.run()
+        whileRunning?(process) {
+            collected.lock()
+            defer { collected.unlock() }
+            return text
+        }
+        process.waitUntilExit()
+        errors.fileHandleForReading.readabilityHandler = nil
+        let rest = errors.fileHandleForReading.readDataToEndOfFile()
+        collected.lock()
+        defer { collected.unlock() }
+        text += String(decoding: rest, as: UTF8.self)
+        return Run(status: process.terminationStatus, standardError: text)
+    }
+
+    static func temporaryFile(_ contents: String) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("lampcelld-\(UUID().uuidString).toml").path
+        try contents.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test("an invalid configuration: one line naming file and key, exit 78, nothing started")
+    func invalidConfiguration() throws {
+        let base = try String(contentsOfFile: Repository.developmentConfiguration, encoding: .utf8)
+            .replacingOccurrences(of: "../", with: Repository.root + "/")
+        let cases: [(String, String)] = [
+            (base.replacingOccurrences(of: "period_microseconds = 4000", with: "period_microseconds = 40"),
+             "control.period_microseconds"),
+            (base.replacingOccurrences(of: "fifo_priority = 80", with: "fifo_priority = \"high\""),
+             "control.fifo_priority"),
+            (base.replacingOccurrences(of: "lock_memory = false", with: "lock_memory = false\nperiod_ms = 4"),
+             "control.period_ms"),
+            (base.replacingOccurrences(of: "cell = ", with: "#cell = "), "cell"),
+        ]
+        for (text, key) in cases {
+            let path = try Self.temporaryFile(text)
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let run = try Self.runDaemon(["-c", path, "--simulate"])
+            #expect(run.status == 78, "\(key): \(run.standardError)")
+            let lines = run.standardError.split(separator: "\n")
+            #expect(lines.count == 1, "\(run.standardError)")
+            #expect(run.standardError.contains(path) && run.standardError.contains(key), "\(run.standardError)")
+        }
+        let missing = try Self.runDaemon(["-c", "/nonexistent/lampcelld.toml"])
+        #expect(missing.status == 78)
+        #expect(missing.standardError.contains("/nonexistent/lampcelld.toml"))
+    }
+
+    @Test("SIGTERM during production: controlled stop of the arms, exit 0")
+    func sigtermDuringProduction() throws {
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("lampcelld-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let run = try Self.runDaemon(
+            ["-c", Repository.developmentConfiguration, "--simulate", "--auto-start", "--state-directory", state]
+        ) { process, output in
+            let deadline = Date().addingTimeInterval(30)
+            while Date() < deadline && !output().contains("PackML state Execute") {
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+            Thread.sleep(forTimeInterval: 3)  // some motion under way
+            kill(process.processIdentifier, SIGTERM)
+        }
+        #expect(run.status == 0, "\(run.standardError)")
+        #expect(run.standardError.contains("PackML state Execute"))
+        #expect(run.standardError.contains("SIGTERM"))
+        // The controlled path: Stopping, then Stopped with the arms at rest and servos off.
+        #expect(run.standardError.contains("lampcelld stopped in state Stopped, arms at rest with servos off"))
+    }
+}
