@@ -20,15 +20,19 @@ public enum LedgerCanonical {
         func line(_ key: String, _ value: String) {
             out.append(contentsOf: key.utf8)
             out.append(UInt8(ascii: "="))
-            for byte in value.utf8 {
-                switch byte {
-                case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
-                case UInt8(ascii: "\n"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
-                case UInt8(ascii: "\r"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
-                default: out.append(byte)
+            if needsEscape(value) {
+                for byte in value.utf8 {
+                    switch byte {
+                    case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+                    case 0x0A: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+                    case 0x0D: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+                    default: out.append(byte)
+                    }
                 }
+            } else {
+                out.append(contentsOf: value.utf8)
             }
-            out.append(UInt8(ascii: "\n"))
+            out.append(0x0A)
         }
         func line(_ key: String, _ value: Int64) { line(key, String(value)) }
         func line(_ key: String, _ value: Double) { line(key, real(value)) }
@@ -53,22 +57,22 @@ public enum LedgerCanonical {
         line("reasons", entry.reasons)
         line("measurement_count", Int64(entry.measurements.count))
         for (index, measurement) in entry.measurements.enumerated() {
-            let prefix = "measurement.\(index)."
-            line(prefix + "name", measurement.name)
-            line(prefix + "value", measurement.value)
-            line(prefix + "unit", measurement.unit)
-            line(prefix + "min", measurement.minimum)
-            line(prefix + "max", measurement.maximum)
+            let keys = index < measurementKeys.count ? measurementKeys[index] : Self.measurementKeys(index)
+            line(keys[0], measurement.name)
+            line(keys[1], measurement.value)
+            line(keys[2], measurement.unit)
+            line(keys[3], measurement.minimum)
+            line(keys[4], measurement.maximum)
         }
         line("housing_lot", entry.housingLot)
         line("led_module_lot", entry.ledModuleLot)
         line("lens_lot", entry.lensLot)
         line("device_count", Int64(entry.devices.count))
         for (index, device) in entry.devices.enumerated() {
-            let prefix = "device.\(index)."
-            line(prefix + "name", device.name)
-            line(prefix + "serial_number", device.serialNumber)
-            line(prefix + "firmware", device.firmware)
+            let keys = index < deviceKeys.count ? deviceKeys[index] : Self.deviceKeys(index)
+            line(keys[0], device.name)
+            line(keys[1], device.serialNumber)
+            line(keys[2], device.firmware)
         }
         line("software_version", entry.softwareVersion)
         return out
@@ -88,15 +92,56 @@ public enum LedgerCanonical {
         hash(entry, position: entry.position, prevHash: entry.prevHash)
     }
 
+    /// `measurement.<i>.name` … `measurement.<i>.max`.
+    static func measurementKeys(_ index: Int) -> [String] {
+        ["name", "value", "unit", "min", "max"].map { "measurement.\(index).\($0)" }
+    }
+
+    /// `device.<i>.name` … `device.<i>.firmware`.
+    static func deviceKeys(_ index: Int) -> [String] {
+        ["name", "serial_number", "firmware"].map { "device.\(index).\($0)" }
+    }
+
+    /// Keys of the first measurements and devices, made once.
+    static let measurementKeys = (0..<16).map(measurementKeys)
+    static let deviceKeys = (0..<16).map(deviceKeys)
+
+    /// True when `value` holds a backslash, LF or CR (which the canonical form escapes).
+    static func needsEscape(_ value: String) -> Bool {
+        var text = value
+        return text.withUTF8 { buffer in
+            guard let base = buffer.baseAddress else { return false }
+            return memchr(base, 0x5C, buffer.count) != nil || memchr(base, 0x0A, buffer.count) != nil
+                || memchr(base, 0x0D, buffer.count) != nil
+        }
+    }
+
     /// A real in canonical form: `%.17g` (17 significant digits, exact for every binary64), except `nan`, `inf`,
     /// `-inf` for the non-finite values (whatever the NaN's sign or payload).
     public static func real(_ value: Double) -> String {
         if value.isNaN { return "nan" }
         if value.isInfinite { return value < 0 ? "-inf" : "inf" }
-        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 40) { buffer in
-            let count = withVaList([value]) { vsnprintf(buffer.baseAddress, 40, "%.17g", $0) }
-            let bytes = UnsafeRawBufferPointer(start: buffer.baseAddress, count: Int(max(0, min(count, 39))))
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: realBufferBytes) { buffer in
+            let count: Int32
+            if let strfromd = Self.strfromd {
+                count = strfromd(buffer.baseAddress, realBufferBytes, "%.17g", value)
+            } else {
+                count = withVaList([value]) { vsnprintf(buffer.baseAddress, realBufferBytes, "%.17g", $0) }
+            }
+            let bytes = UnsafeRawBufferPointer(
+                start: buffer.baseAddress, count: Int(max(0, min(count, Int32(realBufferBytes - 1)))))
             return String(decoding: bytes, as: UTF8.self)
         }
     }
+
+    /// Room for `%.17g` of any binary64 (at most 24 characters) and the terminator.
+    static let realBufferBytes = 40
+
+    /// glibc's `strfromd` (ISO/IEC TS 18661-1; not in the Swift Glibc module): the same output as `snprintf`
+    /// with a `%.17g` format, without the cost of building a `va_list`. Nil where absent (then `vsnprintf`).
+    private static let strfromd: (@convention(c) (UnsafeMutablePointer<CChar>?, Int, UnsafePointer<CChar>?, Double) -> Int32)? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "strfromd") else { return nil }
+        return unsafeBitCast(
+            symbol, to: (@convention(c) (UnsafeMutablePointer<CChar>?, Int, UnsafePointer<CChar>?, Double) -> Int32).self)
+    }()
 }

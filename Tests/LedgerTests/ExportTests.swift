@@ -149,8 +149,8 @@ struct ExportTests {
         let reader = try Ledger.openReadOnly(path: writer.path)
         let csvPath = directory.file("export.csv")
         let jsonPath = directory.file("export.jsonl")
-        FileManager.default.createFile(atPath: csvPath, contents: nil)
-        FileManager.default.createFile(atPath: jsonPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: csvPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: jsonPath, contents: nil)
         do {
             let csv = try #require(FileHandle(forWritingAtPath: csvPath))
             defer { try? csv.close() }

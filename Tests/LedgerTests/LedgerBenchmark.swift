@@ -11,7 +11,7 @@ import Testing
 @Suite("LedgerBenchmark")
 struct LedgerBenchmark {
     /// Time budget of each fsync-bound phase.
-    static let phaseSeconds = 3.0
+    static let phaseSeconds = 2.5
     /// Upper bound of appends per fsync-bound phase.
     static let maximumAppends = 5000
     /// Records the verify phase walks.
