@@ -71,45 +71,50 @@ public final class LedgerWriter: Sendable {
         let encoder = LedgerSchema.makeEncoder()
         let decoder = LedgerSchema.makeDecoder()
         do {
-            return try ledger.database.write { db in
-                var head = try Ledger.head(db)
+            // IMMEDIATE: take the write lock before reading the head, so another connection cannot commit in
+            // between (it waits for the busy timeout instead).
+            return try ledger.database.writeWithoutTransaction { db in
                 var stored: [LedgerEntry] = []
-                var batchSerials: [String: Int] = [:]
-                stored.reserveCapacity(entries.count)
-                for entry in entries {
-                    if let earlier = batchSerials[entry.serial] {
-                        let previous = stored[earlier]
-                        guard previous.hasSameContent(as: entry) else {
-                            throw LedgerError.conflictingDuplicate(
-                                serial: entry.serial, storedHash: previous.hash,
-                                newHash: LedgerCanonical.hash(entry, position: previous.position, prevHash: previous.prevHash))
+                try db.inTransaction(.immediate) {
+                    var head = try Ledger.head(db)
+                    var batchSerials: [String: Int] = [:]
+                    stored.reserveCapacity(entries.count)
+                    for entry in entries {
+                        if let earlier = batchSerials[entry.serial] {
+                            let previous = stored[earlier]
+                            guard previous.hasSameContent(as: entry) else {
+                                throw LedgerError.conflictingDuplicate(
+                                    serial: entry.serial, storedHash: previous.hash,
+                                    newHash: LedgerCanonical.hash(entry, position: previous.position, prevHash: previous.prevHash))
+                            }
+                            stored.append(previous)
+                            continue
                         }
-                        stored.append(previous)
-                        continue
-                    }
-                    if let row = try Row.fetchOne(
-                        db, sql: "SELECT \(LedgerSchema.columnList) FROM lamp WHERE serial = ?",
-                        arguments: [entry.serial])
-                    {
-                        let existing = try LedgerSchema.entry(row, decoder: decoder)
-                        let newHash = LedgerCanonical.hash(entry, position: existing.position, prevHash: existing.prevHash)
-                        guard newHash == existing.hash else {
-                            throw LedgerError.conflictingDuplicate(
-                                serial: entry.serial, storedHash: existing.hash, newHash: newHash)
+                        if let row = try Row.fetchOne(
+                            db, sql: "SELECT \(LedgerSchema.columnList) FROM lamp WHERE serial = ?",
+                            arguments: [entry.serial])
+                        {
+                            let existing = try LedgerSchema.entry(row, decoder: decoder)
+                            let newHash = LedgerCanonical.hash(entry, position: existing.position, prevHash: existing.prevHash)
+                            guard newHash == existing.hash else {
+                                throw LedgerError.conflictingDuplicate(
+                                    serial: entry.serial, storedHash: existing.hash, newHash: newHash)
+                            }
+                            batchSerials[entry.serial] = stored.count
+                            stored.append(existing)
+                            continue
                         }
+                        var chained = entry
+                        chained.position = head.count + 1
+                        chained.prevHash = head.headHash
+                        chained.hash = LedgerCanonical.expectedHash(of: chained)
+                        let statement = try db.cachedStatement(sql: LedgerSchema.insertSQL)
+                        try statement.execute(arguments: try LedgerSchema.arguments(chained, encoder: encoder))
+                        head = Checkpoint(count: chained.position, headHash: chained.hash, headSerial: chained.serial)
                         batchSerials[entry.serial] = stored.count
-                        stored.append(existing)
-                        continue
+                        stored.append(chained)
                     }
-                    var chained = entry
-                    chained.position = head.count + 1
-                    chained.prevHash = head.headHash
-                    chained.hash = LedgerCanonical.expectedHash(of: chained)
-                    let statement = try db.cachedStatement(sql: LedgerSchema.insertSQL)
-                    try statement.execute(arguments: try LedgerSchema.arguments(chained, encoder: encoder))
-                    head = Checkpoint(count: chained.position, headHash: chained.hash, headSerial: chained.serial)
-                    batchSerials[entry.serial] = stored.count
-                    stored.append(chained)
+                    return .commit
                 }
                 return stored
             }
