@@ -1,0 +1,147 @@
+// The canonical byte encoding of a ledger entry and the chain hash over it. Byte-exact specification in
+// docs/LEDGER.md ("Canonical encoding"); any change here is a new format version and breaks every stored hash.
+
+import Crypto
+import Glibc
+
+/// Canonical encoding (`ledger-entry-v1`) and chain hashing of ledger entries. Thread: any.
+public enum LedgerCanonical {
+    /// First line of every encoding; names the format version.
+    public static let formatLine = "ledger-entry-v1"
+    /// `prev_hash` of the first entry: 64 zeros.
+    public static let genesisHash = String(repeating: "0", count: 64)
+
+    /// The canonical bytes of `entry` at chain position `position` (normally `entry.position`): `key=value\n`
+    /// lines in a fixed order, texts escaped, integers in decimal, reals as C `%.17g`. `prevHash` and `hash`
+    /// are not part of it.
+    public static func encode(_ entry: LedgerEntry, position: Int64) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(1024)
+        func line(_ key: String, _ value: String) {
+            out.append(contentsOf: key.utf8)
+            out.append(UInt8(ascii: "="))
+            if needsEscape(value) {
+                for byte in value.utf8 {
+                    switch byte {
+                    case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+                    case 0x0A: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+                    case 0x0D: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+                    default: out.append(byte)
+                    }
+                }
+            } else {
+                out.append(contentsOf: value.utf8)
+            }
+            out.append(0x0A)
+        }
+        func line(_ key: String, _ value: Int64) { line(key, String(value)) }
+        func line(_ key: String, _ value: Double) { line(key, real(value)) }
+        func line(_ key: String, _ value: Double?) { line(key, value.map(real) ?? "") }
+
+        out.append(contentsOf: formatLine.utf8)
+        out.append(UInt8(ascii: "\n"))
+        line("position", position)
+        line("serial", entry.serial)
+        line("serial_sequence", entry.serialSequence)
+        line("cell_id", entry.cellID)
+        line("variant", entry.variant)
+        line("recipe_id", entry.recipeID)
+        line("recipe_sha256", entry.recipeSHA256)
+        line("order_id", entry.orderID)
+        line("start_utc", entry.startUTC)
+        line("start_wall_ns", entry.startWallNanoseconds)
+        line("end_utc", entry.endUTC)
+        line("end_wall_ns", entry.endWallNanoseconds)
+        line("cycle_time_s", entry.cycleTimeSeconds)
+        line("verdict", entry.verdict)
+        line("reasons", entry.reasons)
+        line("measurement_count", Int64(entry.measurements.count))
+        for (index, measurement) in entry.measurements.enumerated() {
+            let keys = index < measurementKeys.count ? measurementKeys[index] : Self.measurementKeys(index)
+            line(keys[0], measurement.name)
+            line(keys[1], measurement.value)
+            line(keys[2], measurement.unit)
+            line(keys[3], measurement.minimum)
+            line(keys[4], measurement.maximum)
+        }
+        line("housing_lot", entry.housingLot)
+        line("led_module_lot", entry.ledModuleLot)
+        line("lens_lot", entry.lensLot)
+        line("device_count", Int64(entry.devices.count))
+        for (index, device) in entry.devices.enumerated() {
+            let keys = index < deviceKeys.count ? deviceKeys[index] : Self.deviceKeys(index)
+            line(keys[0], device.name)
+            line(keys[1], device.serialNumber)
+            line(keys[2], device.firmware)
+        }
+        line("software_version", entry.softwareVersion)
+        return out
+    }
+
+    /// The chain hash: lower-case hex SHA-256 of `encode(entry, position:)` followed by the 64 ASCII characters
+    /// of `prevHash`.
+    public static func hash(_ entry: LedgerEntry, position: Int64, prevHash: String) -> String {
+        var hasher = SHA256()
+        hasher.update(data: encode(entry, position: position))
+        hasher.update(data: Array(prevHash.utf8))
+        return hexString(hasher.finalize())
+    }
+
+    /// The hash `entry` should have given its own `position` and `prevHash`.
+    public static func expectedHash(of entry: LedgerEntry) -> String {
+        hash(entry, position: entry.position, prevHash: entry.prevHash)
+    }
+
+    /// `measurement.<i>.name` … `measurement.<i>.max`.
+    static func measurementKeys(_ index: Int) -> [String] {
+        ["name", "value", "unit", "min", "max"].map { "measurement.\(index).\($0)" }
+    }
+
+    /// `device.<i>.name` … `device.<i>.firmware`.
+    static func deviceKeys(_ index: Int) -> [String] {
+        ["name", "serial_number", "firmware"].map { "device.\(index).\($0)" }
+    }
+
+    /// Keys of the first measurements and devices, made once.
+    static let measurementKeys = (0..<16).map(measurementKeys)
+    static let deviceKeys = (0..<16).map(deviceKeys)
+
+    /// True when `value` holds a backslash, LF or CR (which the canonical form escapes).
+    static func needsEscape(_ value: String) -> Bool {
+        var text = value
+        return text.withUTF8 { buffer in
+            guard let base = buffer.baseAddress else { return false }
+            return memchr(base, 0x5C, buffer.count) != nil || memchr(base, 0x0A, buffer.count) != nil
+                || memchr(base, 0x0D, buffer.count) != nil
+        }
+    }
+
+    /// A real in canonical form: `%.17g` (17 significant digits, exact for every binary64), except `nan`, `inf`,
+    /// `-inf` for the non-finite values (whatever the NaN's sign or payload).
+    public static func real(_ value: Double) -> String {
+        if value.isNaN { return "nan" }
+        if value.isInfinite { return value < 0 ? "-inf" : "inf" }
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: realBufferBytes) { buffer in
+            let count: Int32
+            if let strfromd = Self.strfromd {
+                count = strfromd(buffer.baseAddress, realBufferBytes, "%.17g", value)
+            } else {
+                count = withVaList([value]) { vsnprintf(buffer.baseAddress, realBufferBytes, "%.17g", $0) }
+            }
+            let bytes = UnsafeRawBufferPointer(
+                start: buffer.baseAddress, count: Int(max(0, min(count, Int32(realBufferBytes - 1)))))
+            return String(decoding: bytes, as: UTF8.self)
+        }
+    }
+
+    /// Room for `%.17g` of any binary64 (at most 24 characters) and the terminator.
+    static let realBufferBytes = 40
+
+    /// glibc's `strfromd` (ISO/IEC TS 18661-1; not in the Swift Glibc module): the same output as `snprintf`
+    /// with a `%.17g` format, without the cost of building a `va_list`. Nil where absent (then `vsnprintf`).
+    private static let strfromd: (@convention(c) (UnsafeMutablePointer<CChar>?, Int, UnsafePointer<CChar>?, Double) -> Int32)? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "strfromd") else { return nil }
+        return unsafeBitCast(
+            symbol, to: (@convention(c) (UnsafeMutablePointer<CChar>?, Int, UnsafePointer<CChar>?, Double) -> Int32).self)
+    }()
+}
