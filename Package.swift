@@ -46,7 +46,7 @@ let package = Package(
         .target(
             name: "CellService",
             dependencies: [
-                "CellCore", "CellModbus", "CellRuntime", "Modbus", "CRealtime",
+                "CellCore", "CellModbus", "CellRuntime", "Modbus", "CRealtime", "Ledger",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(
@@ -76,11 +76,14 @@ let package = Package(
         .testTarget(name: "MotionTests", dependencies: ["Motion"]),
         .testTarget(name: "CellCoreTests", dependencies: ["CellCore"]),
         .testTarget(name: "CellRuntimeTests", dependencies: ["CellRuntime", "CellCore", "CRealtime"]),
-        .testTarget(name: "LedgerTests", dependencies: ["Ledger", "CellCore"]),
+        .testTarget(
+            name: "LedgerTests",
+            dependencies: ["Ledger", "CellCore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "CellServiceTests",
             dependencies: [
                 "CellService", "CellSimulator", "CellCore", "CellRuntime", "Modbus", "CRealtime", "CAllocationCounter",
+                "Ledger",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(

@@ -1,4 +1,5 @@
 import Motion
+import Synchronization
 
 /// Where the controller's arms' and station's values live each period.
 public struct ProcessImage: Sendable {
@@ -26,6 +27,8 @@ public enum ControllerRequest: Sendable {
 public struct ControllerReply: Sendable {
     public var ticket: UInt64
     public var refusal: PackMLRefusal?
+    /// For an accepted order: its sequence number (stored in `LampRecord.orderSequence`).
+    public var orderSequence: UInt32 = 0
     /// A refusal that is not PackML's (e.g. an order while producing), as a fixed message.
     public var message: StaticString?
 }
@@ -69,7 +72,8 @@ public final class CellController: @unchecked Sendable {
     public let cell: CompiledCell
     public let recipes: [CompiledRecipe]
     public let settings: ControllerSettings
-    /// Finished lamps (OK, NG, scrapped) for the ledger writer. Producer: the control thread.
+    /// Lamps for the ledger writer: each lamp once when it enters the cell (`stage == .started`) and once when it
+    /// leaves (OK, NG, scrapped). Producer: the control thread.
     public let lamps: BoundedQueue<LampRecord>
     /// Requests from other threads. Consumer: the control thread.
     public let requests: BoundedQueue<(ticket: UInt64, request: ControllerRequest)>
@@ -94,6 +98,9 @@ public final class CellController: @unchecked Sendable {
     public internal(set) var cycleTimeLastSeconds: Double = 0
     /// Lamps handed to `lamps` since start.
     public internal(set) var lampsFinished: UInt64 = 0
+    /// False while the ledger cannot write (set by the ledger writer's thread): the cell holds, and unholds by
+    /// itself once writing works again. No production without traceability.
+    public let ledgerWritable = Atomic<Bool>(true)
     /// The material wait currently shown (starved/blocked detail), `.none` when none.
     public internal(set) var materialWaitShown = MaterialWait.none
 

@@ -246,6 +246,9 @@ extension CellController {
         record.housingLot = io.stationInputs.housingLot
         lamp = record
         screwsDriven = 0
+        var started = record
+        started.stage = .started
+        if !lamps.push(started) { lampsNotQueued &+= 1 }
         unit.recordConsumed(.housing)
     }
 
@@ -293,7 +296,9 @@ extension CellController {
         lamp = nil
     }
 
-    private func hand(_ record: LampRecord) {
+    private func hand(_ finished: LampRecord) {
+        var record = finished
+        record.stage = .finished
         lastLamp = record
         if !lamps.push(record) { lampsNotQueued &+= 1 }
         lampsFinished &+= 1

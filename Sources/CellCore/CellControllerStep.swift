@@ -55,6 +55,7 @@ extension CellController {
                     reply.refusal = refusal
                 } else {
                     orderSequence &+= 1
+                    reply.orderSequence = orderSequence
                     activeRecipe = recipeIndex
                     unit.setIdealCycle(nanoseconds: UInt64(recipes[recipeIndex].idealCycleTimeSeconds * 1e9))
                 }
@@ -178,7 +179,7 @@ extension CellController {
         case .resetting:
             setPower(.on)
             runResetting(&io)
-        case .idle, .held, .complete:
+        case .idle, .complete:
             setPower(.on)
             _ = runLanes(&io, mayStart: false)
         case .starting:
@@ -189,15 +190,26 @@ extension CellController {
             }
         case .execute:
             setPower(.on)
-            let quiescent = runLanes(&io, mayStart: true)
+            _ = runLanes(&io, mayStart: true)
             if lampsNotQueued > 0 {
                 hold(StopCause(code: .ledgerUnavailable, message: "lamp queue to the ledger is full"))
+            } else if !ledgerWritable.load(ordering: .relaxed) {
+                hold(StopCause(code: .ledgerUnavailable, message: "the ledger cannot write"))
             } else {
                 applyInterlock()
             }
         case .holding:
             setPower(.on)
             if runLanes(&io, mayStart: false) { _ = unit.stateComplete() }
+        case .held:
+            setPower(.on)
+            _ = runLanes(&io, mayStart: false)
+            // Held for the ledger: resume by itself once it writes again (and nothing was lost on the way).
+            if unit.machine.stopReason?.cause.code == .ledgerUnavailable, ledgerWritable.load(ordering: .relaxed),
+                lampsNotQueued == 0
+            {
+                _ = unit.command(.unhold)
+            }
         case .suspending:
             setPower(.on)
             if runLanes(&io, mayStart: false) { _ = unit.stateComplete() }

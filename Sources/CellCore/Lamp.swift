@@ -142,8 +142,18 @@ public struct LampSerial: Sendable, Hashable, Comparable {
     }
 }
 
+/// Whether a `LampRecord` handed over announces a lamp that entered the cell or one that left it.
+public enum LampStage: UInt8, Sendable, Equatable {
+    /// The housing was picked: the lamp is in the cell (written down durably so a crash cannot lose it).
+    case started = 1
+    /// The lamp left the cell (OK, NG) or was resolved as scrapped.
+    case finished = 2
+}
+
 /// Everything the controller knows of one lamp. Fixed size: no allocation to create, fill or hand over.
 public struct LampRecord: Sendable, Equatable {
+    /// Started (in the cell) or finished (left the cell) when handed over.
+    public var stage = LampStage.finished
     public var serial: LampSerial
     /// 1 LEFT, 2 RIGHT.
     public var variant: UInt16

@@ -2,8 +2,15 @@ import CRealtime
 import CellCore
 import CellRuntime
 import Foundation
+import Ledger
 import Logging
 import Modbus
+
+/// Hands the ledger's writable state to the controller (set once the controller exists).
+final class WritableFlag: @unchecked Sendable {
+    var controller: CellController?
+    func set(_ writable: Bool) { controller?.ledgerWritable.store(writable, ordering: .relaxed) }
+}
 
 /// Why the daemon could not be built; the message names the file or device.
 public struct DaemonStartError: Error, CustomStringConvertible {
@@ -22,6 +29,8 @@ public final class CellDaemon: @unchecked Sendable {
     public let loop: ControlLoop
     public let drain: LampDrain
     public let serials: SerialAllocator
+    /// The ledger writer (a lamp sink on the drain thread).
+    public let ledger: LedgerSink
     public let logger: Logger
     private let brokerLock = NSLock()
     private var repliesByTicket: [UInt64: ControllerReply] = [:]
@@ -45,7 +54,30 @@ public final class CellDaemon: @unchecked Sendable {
         recipes = compiled
         try FileManager.default.createDirectory(
             atPath: configuration.stateDirectory, withIntermediateDirectories: true)
-        serials = try SerialAllocator(path: configuration.stateDirectory + "/serial")
+
+        // The ledger first: its highest serial is a floor for the serial allocator, and a lamp left in the cell by
+        // a crash is recorded before anything else happens.
+        var ledgerRecipes: [LedgerRecipe] = []
+        for (index, recipe) in compiled.enumerated() {
+            let path = index < configuration.recipePaths.count ? configuration.recipePaths[index] : ""
+            let bytes = FileManager.default.contents(atPath: path) ?? Data()
+            ledgerRecipes.append(LedgerRecipe(recipe, contentSHA256: LedgerRecipe.sha256Hex(of: bytes)))
+        }
+        let context = LedgerContext(
+            cellID: cell.cellID, recipes: ledgerRecipes, orderIDs: [:], devices: [],
+            softwareVersion: "lampcelld \(LampCellVersion.current)")
+        let writableFlag = WritableFlag()
+        ledger = try LedgerSink(
+            path: configuration.ledgerPath, stateDirectory: configuration.stateDirectory, context: context,
+            logger: logger, writable: { writableFlag.set($0) })
+        let verification = try ledger.recoverAtStart()
+        if verification.isValid {
+            logger.info("\(verification)")
+        } else {
+            logger.critical("\(verification)")
+        }
+        serials = try SerialAllocator(
+            path: configuration.stateDirectory + "/serial", floor: try ledger.writer.ledger.highestSerialSequence())
         var settings = ControllerSettings()
         settings.periodNanoseconds = configuration.periodNanoseconds
         settings.armWatchdogMilliseconds = configuration.armWatchdogMilliseconds
@@ -70,12 +102,30 @@ public final class CellDaemon: @unchecked Sendable {
             throw DaemonStartError("no endpoint for station \(definition.station.name)")
         }
         loop = try ControlLoop(controller: controller, arms: arms, station: station, settings: loopSettings)
+        writableFlag.controller = controller
         let log = LampLogSink(logger: logger, cellID: cell.cellID, recipes: compiled)
-        drain = LampDrain(queue: controller.lamps, sinks: [log] + sinks) {
+        let ledgerSink = ledger
+        let deviceNames = cell.arms.map(\.name) + [definition.station.name]
+        let controlLoop = loop
+        drain = LampDrain(queue: controller.lamps, sinks: [ledgerSink, log] + sinks) {
             if allocator.needsRefill {
                 do { try allocator.refill() } catch { logger.error("\(error)") }
             }
+            ledgerSink.updateDevices(Self.deviceIdentities(controlLoop.snapshot(), names: deviceNames))
         }
+    }
+
+    /// The identity each device reported (RA-610: serial number and firmware from input registers 100..103).
+    static func deviceIdentities(_ snapshot: CellSnapshot, names: [String]) -> [DeviceIdentity] {
+        var devices: [DeviceIdentity] = []
+        for index in 0..<snapshot.armCount where index < names.count {
+            let link = snapshot.armInputs[index].link
+            devices.append(.ra610(name: names[index], serialNumber: link.serialNumber, firmwareRegister: link.firmware))
+        }
+        if let station = names.last {
+            devices.append(DeviceIdentity(name: station, serialNumber: "", firmware: ""))
+        }
+        return devices
     }
 
     /// Starts the lamp drain and the control thread; logs what real-time set-up was refused.
@@ -102,7 +152,12 @@ public final class CellDaemon: @unchecked Sendable {
             while let reply = loop.controller.replies.pop() { repliesByTicket[reply.ticket] = reply }
             let mine = repliesByTicket.removeValue(forKey: ticket)
             brokerLock.unlock()
-            if let mine { return mine }
+            if let mine {
+                if case .order(let order, _) = request, mine.refusal == nil, mine.message == nil {
+                    ledger.registerOrder(sequence: mine.orderSequence, id: order.id)
+                }
+                return mine
+            }
             Thread.sleep(forTimeInterval: 0.001)
         }
         return nil
@@ -160,15 +215,17 @@ public final class CellDaemon: @unchecked Sendable {
     /// Controlled shutdown: Stop (the arms decelerate on jerk-limited stop trajectories and their servos go off),
     /// wait for a resting state, stop the control thread, drain the lamps. Any thread but the control thread.
     public func shutdown(timeoutNanoseconds: UInt64) {
-        let resting: Set<PackMLState> = [.stopped, .aborted, .idle, .complete, .held, .suspended, .undefined]
-        if !resting.contains(snapshot().unit.state) || snapshot().unit.state != .stopped {
-            let state = snapshot().unit.state
-            if state != .stopped && state != .aborted && state != .stopping && state != .aborting {
-                _ = request(.command(.stop))
-            }
-            waitFor(timeoutNanoseconds: timeoutNanoseconds) {
-                $0.unit.state == .stopped || $0.unit.state == .aborted
-            }
+        let state = snapshot().unit.state
+        if state != .stopped && state != .aborted && state != .stopping && state != .aborting {
+            _ = request(.command(.stop))
+        }
+        // Stopped (or Aborted) and every arm reporting its servos off: the command that switches them off is
+        // written in the period after the one that reached Stopped.
+        waitFor(timeoutNanoseconds: timeoutNanoseconds) { snapshot in
+            (snapshot.unit.state == .stopped || snapshot.unit.state == .aborted)
+                && (0..<snapshot.armCount).allSatisfy {
+                    !snapshot.armInputs[$0].status.contains(.enabled) || snapshot.armInputs[$0].link.state != .ok
+                }
         }
         loop.stop()
         drain.stop()

@@ -5,8 +5,15 @@ import Synchronization
 
 /// Receives each finished lamp, in order, on the drain thread (the ledger writer, the log line).
 public protocol LampSink: AnyObject, Sendable {
-    /// Handles one lamp. Thread: the drain thread only. May block (disk); the control thread is not affected.
+    /// Handles one lamp that left the cell. Thread: the drain thread only. May block (disk); the control thread is
+    /// not affected.
     func accept(_ lamp: LampRecord)
+    /// A lamp entered the cell (its housing was picked). Thread: the drain thread only.
+    func lampStarted(_ lamp: LampRecord)
+}
+
+extension LampSink {
+    public func lampStarted(_ lamp: LampRecord) {}
 }
 
 /// Drains the controller's lamp queue on its own thread and hands every lamp to the sinks.
@@ -34,7 +41,7 @@ public final class LampDrain: @unchecked Sendable {
         self.housekeeping = housekeeping
     }
 
-    /// Lamps handed to the sinks so far. Any thread.
+    /// Finished lamps handed to the sinks so far. Any thread.
     public var lampsDrained: UInt64 { drained.load(ordering: .relaxed) }
 
     /// Starts the drain thread. Any thread, once.
@@ -42,8 +49,12 @@ public final class LampDrain: @unchecked Sendable {
         let thread = Thread { [self] in
             while true {
                 if let lamp = queue.pop() {
-                    for sink in sinks { sink.accept(lamp) }
-                    drained.add(1, ordering: .relaxed)
+                    if lamp.stage == .started {
+                        for sink in sinks { sink.lampStarted(lamp) }
+                    } else {
+                        for sink in sinks { sink.accept(lamp) }
+                        drained.add(1, ordering: .relaxed)
+                    }
                     continue
                 }
                 if stopRequested.load(ordering: .relaxed) { break }
