@@ -17,6 +17,22 @@ struct DaemonExecutableTests {
         return found
     }
 
+    /// Text collected from a pipe on another thread.
+    final class Collected: @unchecked Sendable {
+        private let lock = NSLock()
+        private var data = Data()
+        func append(_ more: Data) {
+            lock.lock()
+            data.append(more)
+            lock.unlock()
+        }
+        var text: String {
+            lock.lock()
+            defer { lock.unlock() }
+            return String(decoding: data, as: UTF8.self)
+        }
+    }
+
     struct Run {
         var status: Int32
         var standardError: String
@@ -30,27 +46,16 @@ struct DaemonExecutableTests {
         let errors = Pipe()
         process.standardError = errors
         process.standardOutput = FileHandle.nullDevice
-        let collected = NSLock()
-        var text = ""
+        let collected = Collected()
         errors.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            collected.lock()
-            text += String(decoding: data, as: UTF8.self)
-            collected.unlock()
+            collected.append(handle.availableData)
         }
         try process.run()
-        whileRunning?(process) {
-            collected.lock()
-            defer { collected.unlock() }
-            return text
-        }
+        whileRunning?(process) { collected.text }
         process.waitUntilExit()
         errors.fileHandleForReading.readabilityHandler = nil
-        let rest = errors.fileHandleForReading.readDataToEndOfFile()
-        collected.lock()
-        defer { collected.unlock() }
-        text += String(decoding: rest, as: UTF8.self)
-        return Run(status: process.terminationStatus, standardError: text)
+        collected.append(errors.fileHandleForReading.readDataToEndOfFile())
+        return Run(status: process.terminationStatus, standardError: collected.text)
     }
 
     static func temporaryFile(_ contents: String) throws -> String {
