@@ -9,7 +9,7 @@ export PATH := $(PATH):/opt/swift/usr/bin
 DEBIAN_PACKAGES := libmodbus-dev libsystemd-dev pkg-config mbpoll systemd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build release run sim test clean
+.PHONY: all deps build release run sim test clean install
 
 all: build
 
@@ -48,3 +48,46 @@ test: deps
 
 clean:
 	rm -rf .build
+
+# Installs the daemon as a systemd service (docs/SYSTEMD.md): binaries, units, sysusers/tmpfiles snippets, the
+# Hardware definitions and the default configuration (kept when one is already there). Honours DESTDIR and PREFIX;
+# /usr/local in the units and the config is replaced by PREFIX, so the config names where the Hardware files went.
+#   make install                                   release build, into /usr/local (units in /usr/local/lib/systemd)
+#   make install DESTDIR=/tmp/root PREFIX=/usr     staged tree, e.g. for a package
+#   make install CONFIGURATION=debug               a debug build
+#   make install BIN_DIR=.build/debug              install binaries already built there (no swift build)
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+CONFIGURATION ?= release
+BIN_DIR ?=
+INSTALL_BINARIES := lampcelld lampsim
+UNIT_DIR = $(PREFIX)/lib/systemd/system
+SYSUSERS_DIR = $(PREFIX)/lib/sysusers.d
+TMPFILES_DIR = $(PREFIX)/lib/tmpfiles.d
+DATA_DIR = $(PREFIX)/share/lampcell
+DOC_DIR = $(PREFIX)/share/doc/lampcell
+INSTALL_SED = sed -e 's|/usr/local|$(PREFIX)|g' -e 's|/etc/lampcelld|$(SYSCONFDIR)/lampcelld|g'
+
+install: $(if $(BIN_DIR),,deps)
+	@set -euo pipefail; \
+	if [ -n "$(BIN_DIR)" ]; then bin="$(BIN_DIR)"; else \
+	  for p in $(INSTALL_BINARIES); do $(SWIFT) build -c $(CONFIGURATION) --product $$p; done; \
+	  bin="$$($(SWIFT) build -c $(CONFIGURATION) --show-bin-path)"; fi; \
+	for p in $(INSTALL_BINARIES); do install -D -m 0755 "$$bin/$$p" "$(DESTDIR)$(PREFIX)/bin/$$p"; done; \
+	install -d -m 0755 "$(DESTDIR)$(UNIT_DIR)" "$(DESTDIR)$(SYSUSERS_DIR)" "$(DESTDIR)$(TMPFILES_DIR)" \
+	  "$(DESTDIR)$(DATA_DIR)/Hardware/recipes" "$(DESTDIR)$(DOC_DIR)" "$(DESTDIR)$(SYSCONFDIR)/lampcelld"; \
+	for u in lampcelld.service lampcelld.socket; do \
+	  $(INSTALL_SED) "Systemd/$$u" > "$(DESTDIR)$(UNIT_DIR)/$$u"; chmod 0644 "$(DESTDIR)$(UNIT_DIR)/$$u"; done; \
+	install -m 0644 Systemd/sysusers.d/lampcell.conf "$(DESTDIR)$(SYSUSERS_DIR)/lampcell.conf"; \
+	install -m 0644 Systemd/tmpfiles.d/lampcell.conf "$(DESTDIR)$(TMPFILES_DIR)/lampcell.conf"; \
+	install -m 0644 Hardware/cell.toml Hardware/README.md "$(DESTDIR)$(DATA_DIR)/Hardware/"; \
+	install -m 0644 Hardware/recipes/*.toml "$(DESTDIR)$(DATA_DIR)/Hardware/recipes/"; \
+	install -m 0644 docs/SYSTEMD.md "$(DESTDIR)$(DOC_DIR)/SYSTEMD.md"; \
+	config="$(DESTDIR)$(SYSCONFDIR)/lampcelld/lampcelld.toml"; \
+	if [ -e "$$config" ]; then \
+	  $(INSTALL_SED) Systemd/lampcelld.toml > "$$config.default"; chmod 0644 "$$config.default"; \
+	  echo "make install: kept $$config; the new default is $$config.default"; \
+	else $(INSTALL_SED) Systemd/lampcelld.toml > "$$config"; chmod 0644 "$$config"; fi; \
+	echo "make install: installed into $(DESTDIR)$(PREFIX) (config $(DESTDIR)$(SYSCONFDIR)/lampcelld)"; \
+	if [ -z "$(DESTDIR)" ]; then echo "next: systemd-sysusers; systemd-tmpfiles --create; systemctl daemon-reload;" \
+	  "systemctl enable --now lampcelld.socket lampcelld.service"; fi

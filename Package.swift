@@ -50,6 +50,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(
+            name: "SystemdSupport",
+            dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]),
+        .target(
             name: "CellRuntime",
             dependencies: [
                 "CellCore", "CRealtime", .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -66,7 +69,7 @@ let package = Package(
         .executableTarget(
             name: "lampcelld",
             dependencies: [
-                "CellService", "CellModbus", "CellCore", "CellRuntime", "CellSimulator", "CRealtime",
+                "CellService", "CellModbus", "CellCore", "CellRuntime", "CellSimulator", "CRealtime", "SystemdSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -86,6 +89,16 @@ let package = Package(
                 "Ledger",
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        .testTarget(
+            name: "SystemdSupportTests",
+            dependencies: ["SystemdSupport", .product(name: "Logging", package: "swift-log")],
+            exclude: ["Probe"]),
+        // Test helper: a tiny socket-activated server and journal writer that the SystemdSupport tests start
+        // (under systemd-socket-activate, in a private mount namespace); not installed.
+        .executableTarget(
+            name: "lampcell-systemd-probe",
+            dependencies: ["SystemdSupport", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/SystemdSupportTests/Probe"),
         .testTarget(
             name: "CellSimulatorTests",
             dependencies: ["CellSimulator", "CellCore", "Modbus", "CRealtime"]),

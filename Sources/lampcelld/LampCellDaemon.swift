@@ -5,6 +5,7 @@ import CellService
 import CellSimulator
 import Foundation
 import Logging
+import SystemdSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -55,8 +56,13 @@ struct LampCellDaemon: ParsableCommand {
     @Option(help: "Override the control period, µs.")
     var periodMicroseconds: Int?
 
+    // systemd integration (SystemdIntegration.swift): test hook for the watchdog tests.
+    /// Hidden test hook: each SIGUSR1 makes one control period busy-wait this long (a stalled control thread).
+    @Option(help: .hidden)
+    var testStallMilliseconds: UInt64?
+
     func run() throws {
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        LoggingSystem.bootstrap(SystemdLogging.handlerFactory(identifier: "lampcelld"))  // journald under systemd
         var logger = Logger(label: "lampcelld")
         logger.logLevel = .info
 
@@ -109,6 +115,7 @@ struct LampCellDaemon: ParsableCommand {
         sigemptyset(&signals)
         sigaddset(&signals, SIGTERM)
         sigaddset(&signals, SIGINT)
+        if testStallMilliseconds != nil { sigaddset(&signals, SIGUSR1) }  // systemd: watchdog test hook
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
         let daemon: CellDaemon
@@ -122,6 +129,9 @@ struct LampCellDaemon: ParsableCommand {
         daemon.start()
         logger.info(
             "lampcelld started: cell \(definition.cellID), period \(configuration.periodNanoseconds / 1000) µs, \(recipes.count) recipes")
+        // systemd: READY=1 (the loop runs and connects the devices; once the API lands: after its sockets listen),
+        // STATUS= that follows the cell, WATCHDOG=1 while the control loop's heartbeat advances.
+        let systemd = SystemdIntegration(daemon: daemon, stationName: definition.station.name, logger: logger)
 
         let operatorThread: Thread?
         if autoStart {
@@ -149,6 +159,11 @@ struct LampCellDaemon: ParsableCommand {
         var timeout = timespec(tv_sec: 0, tv_nsec: 100_000_000)
         while true {
             let signal = sigtimedwait(&signals, nil, &timeout)
+            if signal == SIGUSR1, let testStallMilliseconds {  // systemd: watchdog test hook
+                logger.warning("test hook: stalling the control loop for \(testStallMilliseconds) ms")
+                daemon.loop.injectStall(nanoseconds: testStallMilliseconds * 1_000_000)
+                continue
+            }
             if signal == SIGTERM || signal == SIGINT {
                 logger.info("signal \(signal == SIGTERM ? "SIGTERM" : "SIGINT"): controlled stop")
                 break
@@ -176,8 +191,10 @@ struct LampCellDaemon: ParsableCommand {
                 break
             }
         }
+        systemd.stopping()  // systemd: STOPPING=1
         daemon.shutdown(timeoutNanoseconds: Self.shutdownTimeoutNanoseconds)
         simulator?.stop()
+        systemd.finish(lampsThisRun: daemon.drain.lampsDrained)
         let final = daemon.snapshot()
         let servosOff = (0..<final.armCount).allSatisfy { !final.armInputs[$0].status.contains(.enabled) }
         logger.info(

@@ -1,0 +1,127 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The real `lampcelld --simulate` process against a NOTIFY_SOCKET this test owns.
+@Suite("lampcelld under the notify protocol", .serialized)
+struct DaemonTests {
+    /// lampcelld.service's TimeoutStopSec.
+    static let stopTimeoutSeconds = 30.0
+    /// The WATCHDOG_USEC given to the daemon.
+    static let watchdogNanoseconds: UInt64 = 1_000_000_000
+
+    final class Daemon {
+        let directory: TemporaryDirectory
+        let notify: DatagramListener
+        let child: ChildProcess
+
+        init(watchdog: Bool, extraArguments: [String] = []) throws {
+            let lampcelld = try product("lampcelld")
+            directory = try TemporaryDirectory()
+            notify = try DatagramListener(path: directory.file("notify.sock"))
+            var environment = ["NOTIFY_SOCKET": notify.path]
+            if watchdog { environment["WATCHDOG_USEC"] = String(DaemonTests.watchdogNanoseconds / 1000) }
+            child = try ChildProcess(
+                lampcelld,
+                ["--config", packageRoot + "/Systemd/lampcelld-dev.toml", "--simulate", "--seed", "5",
+                 "--defect-rate", "0", "--state-directory", directory.file("state"), "--auto-start"] + extraArguments,
+                environment: environment, outputPath: directory.file("output"))
+        }
+
+        /// Every message received, split into assignments.
+        var messages: [(assignments: [String], atNanoseconds: UInt64)] {
+            notify.datagrams.map { ($0.text.split(separator: "\n").map(String.init), $0.atNanoseconds) }
+        }
+        func times(of assignment: String) -> [UInt64] {
+            messages.filter { $0.assignments.contains(assignment) }.map(\.atNanoseconds)
+        }
+        var statuses: [(text: String, atNanoseconds: UInt64)] {
+            messages.flatMap { message in
+                message.assignments.filter { $0.hasPrefix("STATUS=") }.map { (String($0.dropFirst(7)), message.atNanoseconds) }
+            }
+        }
+
+        func close() {
+            child.terminate()
+            notify.stop()
+            directory.remove()
+        }
+    }
+
+    @Test("READY after start, STATUS follows the cell, WATCHDOG at half the timeout only while the loop runs, STOPPING")
+    func notifyProtocol() throws {
+        let daemon = try Daemon(watchdog: true, extraArguments: ["--test-stall-milliseconds", "3000"])
+        defer { daemon.close() }
+
+        // READY=1, once, after the daemon started its control loop.
+        #expect(waitUntil(timeoutSeconds: 60) { !daemon.times(of: "READY=1").isEmpty }, "\(daemon.child.output)")
+        #expect(daemon.child.output.contains("lampcelld started"), "READY before start: \(daemon.child.output)")
+
+        // STATUS follows the state: auto start brings the cell to Execute through other states.
+        #expect(waitUntil(timeoutSeconds: 90) { daemon.statuses.contains { $0.text.hasPrefix("Execute;") } },
+                "\(daemon.statuses.map(\.text)) \(daemon.child.output)")
+        let texts = daemon.statuses.map(\.text)
+        #expect(texts.count >= 2 && !texts[0].hasPrefix("Execute"), "\(texts)")
+        #expect(zip(texts, texts.dropFirst()).allSatisfy { $0 != $1 }, "only changes are sent: \(texts)")
+        #expect(texts.allSatisfy { $0.contains(" lamps made") }, "\(texts)")
+
+        // WATCHDOG: every half timeout while the control loop runs.
+        let readyAt = daemon.times(of: "READY=1")[0]
+        #expect(waitUntil(timeoutSeconds: 10) { daemon.times(of: "WATCHDOG=1").count >= 5 })
+        let running = daemon.times(of: "WATCHDOG=1")
+        #expect(running[0] > readyAt)
+        for (earlier, later) in zip(running, running.dropFirst()) {
+            #expect(later - earlier >= Self.watchdogNanoseconds * 40 / 100, "gap \(later - earlier) ns")
+            #expect(later - earlier < Self.watchdogNanoseconds, "gap \(later - earlier) ns")
+        }
+
+        // A stalled control loop (the hidden SIGUSR1 hook: one period busy-waits 3 s): the pings stop for longer
+        // than the timeout, so systemd would restart the service ...
+        let stalledAt = monotonicNow()
+        daemon.child.signal(SIGUSR1)
+        #expect(waitUntil(timeoutSeconds: 20) { daemon.child.output.contains("control loop stalled") }, "\(daemon.child.output)")
+        // ... and resume when the loop runs again.
+        #expect(waitUntil(timeoutSeconds: 20) { daemon.times(of: "WATCHDOG=1").filter { $0 > stalledAt }.count >= 4 },
+                "\(daemon.child.output)")
+        let around = daemon.times(of: "WATCHDOG=1").filter { $0 > stalledAt - Self.watchdogNanoseconds }
+        let longestGap = zip(around, around.dropFirst()).map { $1 - $0 }.max() ?? 0
+        #expect(longestGap > Self.watchdogNanoseconds, "longest gap \(longestGap) ns")
+        #expect(longestGap < 3_000_000_000 + Self.watchdogNanoseconds, "longest gap \(longestGap) ns")
+        #expect(daemon.child.output.contains("watchdog pings resume"), "\(daemon.child.output)")
+
+        // SIGTERM: STOPPING=1, then exit 0 within the stop timeout.
+        daemon.child.signal(SIGTERM)
+        #expect(waitUntil(timeoutSeconds: 10) { !daemon.times(of: "STOPPING=1").isEmpty })
+        #expect(daemon.child.waitForExit(timeoutSeconds: Self.stopTimeoutSeconds) == 0, "\(daemon.child.output)")
+        let stoppingAt = daemon.times(of: "STOPPING=1")[0]
+        #expect(daemon.statuses.last?.text.hasPrefix("stopped:") == true, "\(daemon.statuses.map(\.text))")
+        #expect(daemon.times(of: "READY=1").count == 1)
+        #expect(daemon.messages.filter { $0.atNanoseconds > stoppingAt }.allSatisfy { !$0.assignments.contains("READY=1") })
+    }
+
+    @Test("SIGTERM during production: STOPPING=1, controlled stop (Stopping → Stopped, no abort), exit 0 in time")
+    func sigtermDuringProduction() throws {
+        let daemon = try Daemon(watchdog: false)
+        defer { daemon.close() }
+        // Production runs: the first lamp left the cell, the next is being made.
+        #expect(waitUntil(timeoutSeconds: 180) { daemon.statuses.contains { $0.text.hasPrefix("Execute; 1 lamps made") } },
+                "\(daemon.statuses.map(\.text)) \(daemon.child.output)")
+        let signalledAt = monotonicNow()
+        daemon.child.signal(SIGTERM)
+        let status = daemon.child.waitForExit(timeoutSeconds: Self.stopTimeoutSeconds)
+        #expect(status == 0, "\(daemon.child.output)")
+        let seconds = Double(monotonicNow() - signalledAt) / 1e9
+        print("lampcelld: SIGTERM during production → exit \(status.map(String.init) ?? "none") after \(seconds) s")
+        #expect(daemon.times(of: "STOPPING=1").count == 1)
+        #expect(daemon.times(of: "WATCHDOG=1").isEmpty, "no WATCHDOG_USEC, no pings")
+        let after = daemon.statuses.filter { $0.atNanoseconds >= signalledAt }.map(\.text)
+        #expect(after.contains { $0.hasPrefix("Stopping;") }, "\(after)")
+        #expect(after.contains { $0.hasPrefix("Stopped;") }, "\(after)")
+        #expect(!after.contains { $0.hasPrefix("Abort") }, "controlled stop, not an abort: \(after)")
+        #expect(daemon.child.output.contains("SIGTERM: controlled stop"), "\(daemon.child.output)")
+        #expect(daemon.child.output.contains("lampcelld stopped"), "\(daemon.child.output)")
+    }
+}
