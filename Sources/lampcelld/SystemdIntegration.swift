@@ -39,7 +39,8 @@ final class SystemdIntegration {
             }
         }
         guard notifier.isEnabled else { return }
-        notifier.ready(status: Self.statusLine(daemon.snapshot(), deviceNames: deviceNames))
+        notifier.ready()
+        statusPublisher.publishNow()
         statusPublisher.start()
         if let watchdog {
             watchdog.start()
@@ -58,6 +59,7 @@ final class SystemdIntegration {
         guard notifier.isEnabled else { return }
         watchdog?.stop()
         statusPublisher.stop()
+        statusPublisher.publishNow()  // the cell's final state (Stopped), which a poll may have missed
         notifier.status("stopped: \(lampsThisRun) lamps this run")
     }
 
