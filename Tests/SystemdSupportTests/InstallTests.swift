@@ -1,3 +1,4 @@
+import CellCore
 import Foundation
 import Testing
 
@@ -51,6 +52,39 @@ struct InstallTests {
         for path in named { #expect(manager.fileExists(atPath: tree.root + path), "config names \(path)") }
         let service = try String(contentsOfFile: tree.unitDirectory + "/lampcelld.service", encoding: .utf8)
         #expect(service.contains("ExecStart=/usr/local/bin/lampcelld --config /etc/lampcelld/lampcelld.toml"))
+    }
+
+    @Test("the installed config loads, names the installed Hardware, and agrees with the units")
+    func configAgreesWithUnits() throws {
+        let tree = try InstalledTree()
+        let configuration = try DaemonConfiguration.load(from: tree.root + "/etc/lampcelld/lampcelld.toml")
+        let definition = try CellDefinition.load(from: tree.root + configuration.cellPath)
+        #expect(configuration.recipePaths.count == 2)
+        for path in configuration.recipePaths { _ = try Recipe.load(from: tree.root + path, cell: definition) }
+
+        func settings(_ unit: String) throws -> [String: [String]] {
+            let text = try String(contentsOfFile: tree.unitDirectory + "/" + unit, encoding: .utf8)
+            var result: [String: [String]] = [:]
+            for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+                guard let equals = line.firstIndex(of: "=") else { continue }
+                result[String(line[..<equals]), default: []].append(String(line[line.index(after: equals)...]))
+            }
+            return result
+        }
+        let service = try settings("lampcelld.service")
+        let socket = try settings("lampcelld.socket")
+        // The socket unit listens where the daemon would bind by itself, under the service's RuntimeDirectory.
+        #expect(socket["ListenStream"] == [configuration.apiSocketPath])
+        #expect(service["RuntimeDirectory"].map { ["/run/" + $0[0] + "/api.sock"] } == [configuration.apiSocketPath])
+        #expect(socket["SocketGroup"] == [configuration.commandGroup])
+        #expect(service["StateDirectory"].map { "/var/lib/" + $0[0] } == configuration.stateDirectory)
+        // The control thread's SCHED_FIFO priority is allowed by LimitRTPRIO (no CAP_SYS_NICE), mlockall by
+        // LimitMEMLOCK (no CAP_IPC_LOCK).
+        let rtprio = try #require(service["LimitRTPRIO"]?.first.flatMap { Int32($0) })
+        #expect((configuration.fifoPriority ?? 0) <= rtprio)
+        if configuration.lockMemory { #expect(service["LimitMEMLOCK"] == ["infinity"]) }
+        #expect(service["CapabilityBoundingSet"] == [""])
+        #expect(service["Type"] == ["notify"])
     }
 
     @Test("PREFIX=/usr rewrites the paths in units and config")

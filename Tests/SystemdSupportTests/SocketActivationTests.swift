@@ -90,7 +90,7 @@ struct SocketActivationTests {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let path = directory.file("api.sock")
-        FileManager.default.createFile(atPath: path, contents: Data("keep me".utf8))
+        _ = FileManager.default.createFile(atPath: path, contents: Data("keep me".utf8))
         #expect {
             _ = try SocketActivation.unixStreamListener(named: "api", in: [], orBindAt: path)
         } throws: { error in
