@@ -103,6 +103,45 @@ struct DaemonTests {
         #expect(daemon.messages.filter { $0.atNanoseconds > stoppingAt }.allSatisfy { !$0.assignments.contains("READY=1") })
     }
 
+    /// The journald bootstrap: stderr is "the journal stream" (JOURNAL_STREAM names its device and inode), so the
+    /// daemon logs structured entries through sd_journal_sendv — to a socket this test owns, bind-mounted over
+    /// /run/systemd/journal/socket in a private mount namespace (as in JournalTests).
+    @Test("with JOURNAL_STREAM matching stderr, lampcelld logs structured entries to the journal socket")
+    func journalBootstrap() throws {
+        let lampcelld = try product("lampcelld")
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let journal = try DatagramListener(path: directory.file("journal.sock"))
+        defer { journal.stop() }
+        let stderrPath = directory.file("stderr")
+        let script = """
+            mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal && : > /run/systemd/journal/socket \
+            && mount --bind "$0" /run/systemd/journal/socket && exec 2>"$1" \
+            && JOURNAL_STREAM=$(stat -c %d:%i "$1") exec "$2" --config "$3" --simulate --state-directory "$4" --auto-start
+            """
+        let child = try ChildProcess(
+            "/usr/bin/unshare",
+            ["--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, journal.path, stderrPath, lampcelld,
+             packageRoot + "/Systemd/lampcelld-dev.toml", directory.file("state")],
+            outputPath: directory.file("output"))
+        defer { child.terminate() }
+        func entries() -> [[String: String]] {
+            journal.datagrams.compactMap { parseJournalEntry($0.bytes) }.map {
+                Dictionary($0.map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
+            }
+        }
+        #expect(waitUntil(timeoutSeconds: 90) { entries().contains { $0["PACKML_STATE"] == "Execute" } },
+                "\(child.output) \(entries())")
+        child.signal(SIGTERM)  // unshare (no --fork) and sh exec in turn: this pid is lampcelld itself
+        #expect(child.waitForExit(timeoutSeconds: Self.stopTimeoutSeconds) == 0, "\(child.output)")
+        let all = entries()
+        #expect(all.allSatisfy { $0["SYSLOG_IDENTIFIER"] == "lampcelld" && $0["CODE_FILE"] != nil && $0["PRIORITY"] != nil })
+        #expect(all.contains { $0["MESSAGE"]?.hasPrefix("lampcelld started") == true })
+        #expect(all.contains { $0["MESSAGE"]?.hasPrefix("lampcelld stopped") == true }, "\(all)")
+        let stderrText = (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
+        #expect(!stderrText.contains("lampcelld started"), "lines went to the journal, not stderr: \(stderrText)")
+    }
+
     @Test("SIGTERM during production: STOPPING=1, controlled stop (Stopping → Stopped, no abort), exit 0 in time")
     func sigtermDuringProduction() throws {
         let daemon = try Daemon(watchdog: false)
