@@ -91,7 +91,7 @@ let package = Package(
             ]),
         .testTarget(
             name: "SystemdSupportTests",
-            dependencies: ["SystemdSupport", "CellCore", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["SystemdSupport", "CellCore", "Ledger", .product(name: "Logging", package: "swift-log")],
             exclude: ["Probe"]),
         // Test helper: a tiny socket-activated server and journal writer that the SystemdSupport tests start
         // (under systemd-socket-activate, in a private mount namespace); not installed.

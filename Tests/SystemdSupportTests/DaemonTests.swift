@@ -1,4 +1,5 @@
 import Foundation
+import Ledger
 import Testing
 
 #if canImport(Glibc)
@@ -142,7 +143,7 @@ struct DaemonTests {
         #expect(!stderrText.contains("lampcelld started"), "lines went to the journal, not stderr: \(stderrText)")
     }
 
-    @Test("SIGTERM during production: STOPPING=1, controlled stop (Stopping → Stopped, no abort), exit 0 in time")
+    @Test("SIGTERM during production: STOPPING=1, controlled stop (Stopped, no abort), ledger verifies, exit 0 in time")
     func sigtermDuringProduction() throws {
         let daemon = try Daemon(watchdog: false)
         defer { daemon.close() }
@@ -164,6 +165,14 @@ struct DaemonTests {
         #expect(after.first == "stopping: controlled stop of the arms", "\(after)")
         #expect(after.last?.hasPrefix("stopped: ") == true, "\(after)")
         #expect(!after.contains { $0.hasPrefix("Abort") }, "controlled stop, not an abort: \(after)")
+        // The ledger holds every lamp of the run and its hash chain verifies.
+        let made = after.last.flatMap { $0.split(separator: " ").dropFirst().first }.flatMap { Int64($0) }
+        let ledger = try Ledger.openReadOnly(path: daemon.directory.file("state") + "/ledger.sqlite")
+        let verification = try ledger.verify()
+        print("lampcelld: after SIGTERM \(verification)")
+        #expect(verification.isValid, "\(verification)")
+        #expect(made.map { $0 >= 1 } == true, "\(after)")
+        #expect(try ledger.count() == made ?? -1, "lamps this run \(made ?? -1)")
         #expect(daemon.child.output.contains("SIGTERM: controlled stop"), "\(daemon.child.output)")
         #expect(daemon.child.output.contains("lampcelld stopped"), "\(daemon.child.output)")
     }
