@@ -164,9 +164,17 @@ public struct ArmAxis: Sendable {
         switch power {
         case .off, .reset:
             outputs.command = power == .reset ? [.reset] : []
-            resync(inputs)
             isStreaming = false
-            outputs.targetsRadians = inputs.actualPositionsRadians
+            hasTrajectory = false
+            if armStreams {
+                // The write that clears STREAM is applied while the arm still streams: a changed target[] in it
+                // would be a new setpoint, checked against the previous one. Keep the last setpoint until the arm
+                // reports it has left streaming.
+                outputs.targetsRadians = setpoint.positionsRadians
+            } else {
+                resync(inputs)
+                outputs.targetsRadians = inputs.actualPositionsRadians
+            }
             return
         case .on:
             break

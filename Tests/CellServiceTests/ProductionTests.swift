@@ -25,7 +25,10 @@ struct ProductionTests {
         defer { cell.shutdown() }
         #expect(cell.produce(lamps: 10) == nil)
         // The order counts good lamps; stop after 10 lamps left the cell, whatever their verdicts.
-        #expect(cell.waitForLamps(10, seconds: 420))
+        let snapshot0 = { cell.daemon.snapshot() }
+        #expect(
+            cell.waitForLamps(10, seconds: 420),
+            "state \(snapshot0().unit.state), fault \(String(describing: snapshot0().lastFault)), wait \(snapshot0().materialWait), lamps \(sink.lamps.count)")
         let lamps = Array(sink.lamps.prefix(10))
         let exits = cell.models { Array($0.world.exits.prefix(10)) }
         try #require(lamps.count == 10 && exits.count == 10)
