@@ -185,13 +185,21 @@ public final class SimulatedCellServer: @unchecked Sendable {
     private var stopping = false
     private var tickerDone = false
 
-    /// - Parameter ports: port per device name; 0 or missing picks an ephemeral port.
-    public init(cell: SimulatedCell, host: String = "127.0.0.1", ports: [String: Int] = [:]) {
+    /// SCHED_FIFO priority of the servers and the ticker (nil: SCHED_OTHER).
+    public let fifoPriority: Int32?
+
+    /// - Parameters:
+    ///   - ports: port per device name; 0 or missing picks an ephemeral port.
+    ///   - fifoPriority: run the servers and the ticker SCHED_FIFO at this priority (below a controller's on the
+    ///     same box), so that the simulated devices answer in time on a loaded machine; nil: SCHED_OTHER.
+    public init(cell: SimulatedCell, host: String = "127.0.0.1", ports: [String: Int] = [:], fifoPriority: Int32? = nil) {
         self.cell = cell
+        self.fifoPriority = fifoPriority
         for name in cell.deviceNames {
             guard let device = cell.device(named: name) else { continue }
             servers[name] = ModbusTCPServer(
-                host: host, port: ports[name] ?? 0, unitID: 1, maxClients: 2, device: device)
+                host: host, port: ports[name] ?? 0, unitID: 1, maxClients: 2, device: device,
+                fifoPriority: fifoPriority)
             order.append(name)
         }
     }
@@ -204,6 +212,8 @@ public final class SimulatedCellServer: @unchecked Sendable {
             ports[name] = try servers[name]!.start()
         }
         let ticker = Thread { [self] in
+            // Same class as the servers: a preempted ticker holding the cell's lock would stall them.
+            if let fifoPriority { _ = lampcell_set_fifo_priority(fifoPriority) }
             stopLock.lock()
             while !stopping {
                 stopLock.unlock()

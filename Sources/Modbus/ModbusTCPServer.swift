@@ -84,15 +84,19 @@ public final class ModbusTCPServer: @unchecked Sendable {
     ///   - maxClients: at least 1; a further connection is accepted and closed at once.
     ///   - device: called on the server thread; its `supportedFunctions` is read once, here.
     ///   - partialFrameTimeoutNanoseconds: a connection whose half-received frame is older is closed.
+    ///   - fifoPriority: SCHED_FIFO priority of the server thread (nil: SCHED_OTHER; refused silently without the
+    ///     privilege). A simulated device beside a real-time controller on a small box answers in time only if it is
+    ///     scheduled like one.
     /// Thread: any.
     public init(
         host: String = "127.0.0.1", port: Int = 0, unitID: UInt8 = 1, maxClients: Int = 2,
         device: any ModbusDevice & Sendable,
-        partialFrameTimeoutNanoseconds: UInt64 = ModbusTCPServer.defaultPartialFrameTimeoutNanoseconds
+        partialFrameTimeoutNanoseconds: UInt64 = ModbusTCPServer.defaultPartialFrameTimeoutNanoseconds,
+        fifoPriority: Int32? = nil
     ) {
         core = ServerCore(
             host: host, port: port, unitID: unitID, maxClients: max(1, maxClients), device: device,
-            partialFrameTimeoutNanoseconds: partialFrameTimeoutNanoseconds)
+            partialFrameTimeoutNanoseconds: partialFrameTimeoutNanoseconds, fifoPriority: fifoPriority)
     }
 
     deinit { core.stop() }
@@ -192,10 +196,14 @@ final class ServerCore: @unchecked Sendable {
     private let writeScratch = UnsafeMutableBufferPointer<UInt16>.allocate(
         capacity: ModbusLimits.maximumWriteRegisters)
 
+    /// SCHED_FIFO priority of the server thread, nil for SCHED_OTHER.
+    let fifoPriority: Int32?
+
     init(
         host: String, port: Int, unitID: UInt8, maxClients: Int, device: any ModbusDevice & Sendable,
-        partialFrameTimeoutNanoseconds: UInt64
+        partialFrameTimeoutNanoseconds: UInt64, fifoPriority: Int32?
     ) {
+        self.fifoPriority = fifoPriority
         self.host = host
         self.requestedPort = port
         self.unitID = unitID
@@ -310,6 +318,10 @@ final class ServerCore: @unchecked Sendable {
 
     private func run() {
         _ = lampcell_set_thread_name("modbus-server")
+        if let fifoPriority {
+            _ = lampcell_set_fifo_priority(fifoPriority)
+            _ = lampcell_set_timer_slack_ns(1)
+        }
         while true {
             let pollCount = preparePoll()
             let timeout = pollTimeoutMilliseconds()

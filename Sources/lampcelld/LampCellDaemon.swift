@@ -101,7 +101,9 @@ struct LampCellDaemon: ParsableCommand {
             let simulated = SimulatedCell(
                 configuration: try SimulatedCellConfiguration(
                     cell: definition, options: SimulationOptions(seed: seed, defectRate: defectRate)))
-            let server = SimulatedCellServer(cell: simulated)
+            // The simulated devices run just below the control thread when it is real-time.
+            let server = SimulatedCellServer(
+                cell: simulated, fifoPriority: configuration.fifoPriority.map { max(1, $0 - 10) })
             let ports = try server.start()
             for (name, port) in ports {
                 endpoints[name] = DeviceConnection(name: name, host: "127.0.0.1", port: port, unitID: 1)

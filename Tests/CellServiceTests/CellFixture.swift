@@ -40,7 +40,9 @@ final class CellFixture: @unchecked Sendable {
         configuration.ledgerPath = directory + "/ledger.sqlite"
         configuration.periodNanoseconds = UInt64(periodMicroseconds) * 1000
         configuration.responseTimeoutNanoseconds = min(2_000_000, configuration.periodNanoseconds / 2)
-        configuration.fifoPriority = nil
+        // Real-time scheduling when permitted (root, as in CI): the controller above the simulated devices, both
+        // above the rest of the box, so a loaded 2-core machine does not starve the loop (refused silently otherwise).
+        configuration.fifoPriority = 80
         configuration.lockMemory = false
         definition = try CellDefinition.load(from: configuration.cellPath)
         var recipes: [Recipe] = []
@@ -48,7 +50,7 @@ final class CellFixture: @unchecked Sendable {
         let simulated = SimulatedCell(
             configuration: try SimulatedCellConfiguration(
                 cell: definition, options: SimulationOptions(seed: seed, defectRate: defectRate)))
-        server = SimulatedCellServer(cell: simulated)
+        server = SimulatedCellServer(cell: simulated, fifoPriority: 70)
         let ports = try server.start()
         var endpoints: [String: DeviceConnection] = [:]
         for (name, port) in ports {
