@@ -27,9 +27,11 @@ final class CellFixture: @unchecked Sendable {
     /// - Parameters:
     ///   - periodMicroseconds: the control period.
     ///   - hooks: period hooks (allocation counting).
+    ///   - fifoPriority: SCHED_FIFO priority of the control thread (needs root or CAP_SYS_NICE; refused otherwise,
+    ///     see `daemon.loop.thread.realtimeReport`); nil for SCHED_OTHER, the default of the tests.
     init(
         seed: UInt64 = 1, defectRate: Double = 0, periodMicroseconds: Int = 4000, stateDirectory: String? = nil,
-        hooks: PeriodHooks? = nil, sinks: [any LampSink] = []
+        hooks: PeriodHooks? = nil, sinks: [any LampSink] = [], fifoPriority: Int32? = nil
     ) throws {
         var configuration = try DaemonConfiguration.load(from: Repository.developmentConfiguration)
         let directory =
@@ -40,7 +42,7 @@ final class CellFixture: @unchecked Sendable {
         configuration.ledgerPath = directory + "/ledger.sqlite"
         configuration.periodNanoseconds = UInt64(periodMicroseconds) * 1000
         configuration.responseTimeoutNanoseconds = min(2_000_000, configuration.periodNanoseconds / 2)
-        configuration.fifoPriority = nil
+        configuration.fifoPriority = fifoPriority
         configuration.lockMemory = false
         definition = try CellDefinition.load(from: configuration.cellPath)
         var recipes: [Recipe] = []
