@@ -202,6 +202,13 @@ struct AllocationTests {
         if let trace, !trace.fromStartup { lampcell_allocations_trace(trace.count) }
         let finished = cell.waitFor(seconds: 75) { $0.lampsFinished >= 2 && $0.unit.state == .complete }
         let outcome = cell.daemon.snapshot()
+        // Timing of the run, to tell a loaded machine (timed-out exchanges, overruns) from a controller fault.
+        let figures = cell.daemon.loop.thread.statistics.figures()
+        print(
+            "[allocations] loop: \(cell.daemon.loop.thread.periodsRun) periods, \(cell.daemon.loop.thread.overruns) "
+                + "overruns; max read \((figures[.read]?.maxNanoseconds ?? 0) / 1000) µs, max busy "
+                + "\((figures[.busy]?.maxNanoseconds ?? 0) / 1000) µs, max wake latency "
+                + "\((figures[.wakeLatency]?.maxNanoseconds ?? 0) / 1000) µs")
         let fault = outcome.lastFault.map { "\($0.code) \($0.message) (device \($0.deviceIndex.map(String.init) ?? "-"))" }
         try #require(
             finished,
