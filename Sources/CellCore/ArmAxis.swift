@@ -31,6 +31,10 @@ public struct ArmAxis: Sendable {
         case on
     }
 
+    /// ENABLE | STREAM. Spelt with `union`, not an array literal: at -Onone an OptionSet array literal builds an
+    /// Array on the heap, and this is written every period.
+    static let enableAndStream = ArmCommand.enable.union(.stream)
+
     public let index: Int
     public var power: Power = .off
     /// The commanded state (position, velocity, acceleration) the stream follows.
@@ -147,7 +151,11 @@ public struct ArmAxis: Sendable {
     /// True when the setpoint is within `toleranceRadians` of `target` in every joint.
     public func setpointIsAt(_ target: JointVector, toleranceRadians: Double) -> Bool {
         let delta = setpoint.positionsRadians - target
-        return (delta * delta).max() <= toleranceRadians * toleranceRadians
+        let limit = toleranceRadians * toleranceRadians
+        // Lane by lane, not `(delta * delta).max()`: at -Onone its generic witness table is instantiated (allocated)
+        // on first use, here on the control thread.
+        for lane in 0..<delta.scalarCount where !(delta[lane] * delta[lane] <= limit) { return false }
+        return true
     }
 
     /// Computes this period's outputs from the arm's inputs. Thread: control; once per period.
@@ -163,7 +171,7 @@ public struct ArmAxis: Sendable {
         let armStreams = inputs.status.contains(.streaming)
         switch power {
         case .off, .reset:
-            outputs.command = power == .reset ? [.reset] : []
+            outputs.command = power == .reset ? .reset : ArmCommand()
             isStreaming = false
             hasTrajectory = false
             if armStreams {
@@ -180,7 +188,7 @@ public struct ArmAxis: Sendable {
             break
         }
         guard inputs.status.contains(.enabled) else {
-            outputs.command = [.enable]
+            outputs.command = .enable
             resync(inputs)
             isStreaming = false
             outputs.targetsRadians = inputs.actualPositionsRadians
@@ -188,7 +196,7 @@ public struct ArmAxis: Sendable {
         }
         guard armStreams else {
             // ENABLED, streaming not (yet) begun, or the arm left streaming (STOP, fault): keep target = actual.
-            outputs.command = [.enable, .stream]
+            outputs.command = Self.enableAndStream
             resync(inputs)
             isStreaming = false
             outputs.targetsRadians = inputs.actualPositionsRadians
@@ -208,7 +216,7 @@ public struct ArmAxis: Sendable {
             trajectory.sample(atSeconds: t, into: &setpoint)
             if t >= trajectory.durationSeconds { hasTrajectory = false }
         }
-        outputs.command = [.enable, .stream]
+        outputs.command = Self.enableAndStream
         outputs.targetsRadians = setpoint.positionsRadians
     }
 

@@ -263,7 +263,11 @@ extension CellController {
     func judge(_ lamp: inout LampRecord) {
         let windows = recipes[activeRecipe].windows
         var bad: UInt16 = 0
-        for kind in MeasurementKind.allCases where windows.requiredMask & (1 << kind.rawValue) != 0 {
+        // By raw value (0, 1, … contiguous), not `allCases`: at -Onone that builds an array on every call.
+        var raw = 0
+        while let kind = MeasurementKind(rawValue: raw) {
+            raw += 1
+            guard windows.requiredMask & (1 << kind.rawValue) != 0 else { continue }
             guard let value = lamp.measurements[kind], windows.contains(kind, value) else {
                 bad |= 1 << kind.rawValue
                 continue
@@ -393,7 +397,8 @@ extension CellController {
     }
 
     func updateStackLight(_ outputs: inout StationOutputs) {
-        outputs.coils.remove([.lampGreen, .lampAmber, .lampRed])
+        // Not an array literal: at -Onone that builds an Array on the heap every period.
+        outputs.coils.subtract(StationCoils.lampGreen.union(.lampAmber).union(.lampRed))
         switch unit.state {
         case .execute: outputs.coils.insert(.lampGreen)
         case .aborting, .aborted, .stopping, .stopped, .clearing: outputs.coils.insert(.lampRed)

@@ -6,7 +6,7 @@ extension CellController {
         guard allArmsStreaming() else { return }
         switch resetPhase {
         case .unclamp:
-            io.stationOutputs.coils.remove([.fixtureClamp, .leakTestStart, .lightTestStart])
+            io.stationOutputs.coils.subtract(StationCoils.fixtureClamp.union(.leakTestStart).union(.lightTestStart))
             guard !io.stationInputs.signals.contains(.fixtureClamped) else { return }
             planPurge(io)
             resetPhase = .purge

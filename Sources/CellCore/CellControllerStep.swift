@@ -163,7 +163,7 @@ extension CellController {
         switch unit.state {
         case .stopped, .aborted, .undefined:
             setPower(.off)
-            io.stationOutputs.coils.remove([.leakTestStart, .lightTestStart])
+            io.stationOutputs.coils.subtract(StationCoils.leakTestStart.union(.lightTestStart))
         case .aborting:
             setPower(.off)
             if arms.indices.allSatisfy({ io.armInputs[$0].link.isLost(after: settings.deviceLostAfterFailures) || arms[$0].isAtRest(io.armInputs[$0]) }) {

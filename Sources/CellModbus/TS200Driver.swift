@@ -119,13 +119,16 @@ public final class TS200Driver: @unchecked Sendable {
         inputs.variant = variant[0]
     }
 
-    /// Level coils: written when the wanted level differs from the read one.
-    private static let levelCoils: [(StationCoils, Int)] = [
-        (.fixtureClamp, 0), (.leakTestStart, 2), (.lightTestStart, 3), (.lampGreen, 5), (.lampAmber, 6), (.lampRed, 7),
-    ]
+    /// Level coils: written when the wanted level differs from the read one. Coil `n` is bit `n` of `StationCoils`
+    /// (as `read` builds it), so the coil address is the bit index. A mask rather than an array of (coil, address):
+    /// a static array is built lazily on the heap, at its first use on the control thread.
+    private static let levelCoils = StationCoils.fixtureClamp.union(.leakTestStart).union(.lightTestStart)
+        .union(.lampGreen).union(.lampAmber).union(.lampRed)
 
     private func write(_ outputs: StationOutputs, current: StationInputs) throws(ModbusError) {
-        for (coil, address) in Self.levelCoils {
+        for address in 0..<TS200Registers.coilCount {
+            let coil = StationCoils(rawValue: 1 << address)
+            guard Self.levelCoils.contains(coil) else { continue }
             let wanted = outputs.coils.contains(coil)
             if wanted != current.coils.contains(coil) {
                 try client.writeSingleCoil(address: address, value: wanted)

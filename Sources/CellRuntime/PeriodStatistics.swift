@@ -53,10 +53,14 @@ public final class PeriodStatistics: @unchecked Sendable {
     private let droppedSamples = Atomic<UInt64>(0)
 
     public init() {
-        let empty = Histogram<UInt64>(
-            lowestDiscernibleValue: 1, highestTrackableValue: Self.highestTrackableNanoseconds,
-            numberOfSignificantValueDigits: .three)
-        histograms = Mutex(Array(repeating: empty, count: ControlPhase.allCases.count))
+        // One histogram built per phase: copies of one value would share their counts' storage, and the first
+        // record into each would then copy it (allocate) on the control thread.
+        histograms = Mutex(
+            ControlPhase.allCases.map { _ in
+                Histogram<UInt64>(
+                    lowestDiscernibleValue: 1, highestTrackableValue: Self.highestTrackableNanoseconds,
+                    numberOfSignificantValueDigits: .three)
+            })
         pending = .allocate(capacity: Self.pendingCapacity)
     }
 

@@ -27,9 +27,11 @@ final class CellFixture: @unchecked Sendable {
     /// - Parameters:
     ///   - periodMicroseconds: the control period.
     ///   - hooks: period hooks (allocation counting).
+    ///   - fifoPriority: SCHED_FIFO priority of the control thread (needs root or CAP_SYS_NICE; refused otherwise,
+    ///     see `daemon.loop.thread.realtimeReport`); nil for SCHED_OTHER, the default of the tests.
     init(
         seed: UInt64 = 1, defectRate: Double = 0, periodMicroseconds: Int = 4000, stateDirectory: String? = nil,
-        hooks: PeriodHooks? = nil, sinks: [any LampSink] = []
+        hooks: PeriodHooks? = nil, sinks: [any LampSink] = [], fifoPriority: Int32? = 80
     ) throws {
         var configuration = try DaemonConfiguration.load(from: Repository.developmentConfiguration)
         let directory =
@@ -42,7 +44,7 @@ final class CellFixture: @unchecked Sendable {
         configuration.responseTimeoutNanoseconds = min(2_000_000, configuration.periodNanoseconds / 2)
         // Real-time scheduling when permitted (root, as in CI): the controller above the simulated devices, both
         // above the rest of the box, so a loaded 2-core machine does not starve the loop (refused silently otherwise).
-        configuration.fifoPriority = 80
+        configuration.fifoPriority = fifoPriority
         configuration.lockMemory = false
         definition = try CellDefinition.load(from: configuration.cellPath)
         var recipes: [Recipe] = []
@@ -50,7 +52,7 @@ final class CellFixture: @unchecked Sendable {
         let simulated = SimulatedCell(
             configuration: try SimulatedCellConfiguration(
                 cell: definition, options: SimulationOptions(seed: seed, defectRate: defectRate)))
-        server = SimulatedCellServer(cell: simulated, fifoPriority: 70)
+        server = SimulatedCellServer(cell: simulated, fifoPriority: fifoPriority.map { max(1, $0 - 10) })
         let ports = try server.start()
         var endpoints: [String: DeviceConnection] = [:]
         for (name, port) in ports {
