@@ -21,7 +21,7 @@ struct ProductionTests {
     @Test("10 LEFT lamps with seeded defects: each defect gives NG with its reason, good parts OK; no arm faults")
     func tenLampsWithDefects() throws {
         let sink = CollectingSink()
-        let cell = try CellFixture(seed: 21, defectRate: 0.3, sinks: [sink])
+        let cell = try CellFixture(seed: 21, defectRate: 0.5, sinks: [sink])
         defer { cell.shutdown() }
         #expect(cell.produce(lamps: 10) == nil)
         // The order counts good lamps; stop after 10 lamps left the cell, whatever their verdicts.
