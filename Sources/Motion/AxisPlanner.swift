@@ -226,6 +226,21 @@ private func applyPreBrake(_ start: AxisState, _ spec: AxisSpec, into plan: inou
     return s
 }
 
+/// Keeps candidate `c` (cruising at `vc` for `cruise` s) in `plan` when it is faster than `bestDuration`.
+@inline(__always)
+private func considerCandidate(
+    _ c: Candidate, _ vc: Double, _ cruise: Double, _ bestDuration: inout Double, _ plan: inout AxisMotionPlan
+) {
+    let d = c.duration + cruise
+    if d < bestDuration {
+        bestDuration = d
+        plan.head = c.head
+        plan.tail = c.tail
+        plan.cruiseVelocity = vc
+        plan.cruiseDuration = cruise
+    }
+}
+
 /// The minimum-time (within the family described at the top of this file) profile from `start` to rest at `target`.
 func planMinimumTime(from start: AxisState, to target: Double, _ spec: AxisSpec) -> AxisMotionPlan {
     var plan = AxisMotionPlan()
@@ -242,41 +257,31 @@ func planMinimumTime(from start: AxisState, to target: Double, _ spec: AxisSpec)
     let c2 = evaluate(s, cruiseVelocity: points.2, spec)
     let c3 = evaluate(s, cruiseVelocity: points.3, spec)
 
+    // The candidates are compared through inout parameters rather than nested functions capturing `plan` and
+    // `bestDuration`: at -Onone captured variables are boxed on the heap, and this runs on the control thread.
     var bestDuration = Double.infinity
-    func consider(_ c: Candidate, _ vc: Double, _ cruise: Double) {
-        let d = c.duration + cruise
-        if d < bestDuration {
-            bestDuration = d
-            plan.head = c.head
-            plan.tail = c.tail
-            plan.cruiseVelocity = vc
-            plan.cruiseDuration = cruise
-        }
-    }
     if distance >= c3.displacement {
-        consider(c3, vMax, (distance - c3.displacement) / vMax)
+        considerCandidate(c3, vMax, (distance - c3.displacement) / vMax, &bestDuration, &plan)
     }
     if distance <= c0.displacement {
-        consider(c0, -vMax, (distance - c0.displacement) / -vMax)
+        considerCandidate(c0, -vMax, (distance - c0.displacement) / -vMax, &bestDuration, &plan)
     }
     let brackets = ((points.0, c0, points.1, c1), (points.1, c1, points.2, c2), (points.2, c2, points.3, c3))
-    func bracket(_ lo: Double, _ cLo: Candidate, _ hi: Double, _ cHi: Candidate) {
-        guard hi > lo || lo == hi else { return }
+    for index in 0..<3 {
+        let (lo, cLo, hi, cHi) = index == 0 ? brackets.0 : index == 1 ? brackets.1 : brackets.2
+        guard hi > lo || lo == hi else { continue }
         let fLo = cLo.displacement - distance
         let fHi = cHi.displacement - distance
-        guard (fLo <= 0 && fHi >= 0) || (fLo >= 0 && fHi <= 0) else { return }
+        guard (fLo <= 0 && fHi >= 0) || (fLo >= 0 && fHi <= 0) else { continue }
         let vc = solveBracketed(lo, fLo, hi, fHi, tolerance: tolerance) { v in
             evaluate(s, cruiseVelocity: v, spec).displacement - distance
         }
-        consider(evaluate(s, cruiseVelocity: vc, spec), vc, 0)
+        considerCandidate(evaluate(s, cruiseVelocity: vc, spec), vc, 0, &bestDuration, &plan)
     }
-    bracket(brackets.0.0, brackets.0.1, brackets.0.2, brackets.0.3)
-    bracket(brackets.1.0, brackets.1.1, brackets.1.2, brackets.1.3)
-    bracket(brackets.2.0, brackets.2.1, brackets.2.2, brackets.2.3)
     if bestDuration == .infinity {
         // Unreachable for finite inputs (D is continuous, so one of the cases above applies); stop as a safe answer.
         let c = evaluate(s, cruiseVelocity: 0, spec)
-        consider(c, 0, 0)
+        considerCandidate(c, 0, 0, &bestDuration, &plan)
     }
     return plan
 }

@@ -278,18 +278,8 @@ struct AllocationTests {
         #expect(
             allocatingPeriods == 0,
             "\(elsewhere.count) of \(ranInSteady) steady-production periods allocated; first: \(describe(elsewhere))")
-        let allocatingMotionStarts = atMotionStart.count
-        #if DEBUG
-        // Known, debug builds only: at -Onone the Motion planners (e.g. `planMinimumTime`) box the variables their
-        // nested functions capture, one heap allocation each, when a move is planned on the control thread. The
-        // optimiser promotes those boxes to the stack: a release build (`swift test -c release`) must show none.
-        withKnownIssue("Motion planners allocate capture boxes at -Onone", isIntermittent: true) {
-            #expect(allocatingMotionStarts == 0, "\(describe(atMotionStart))")
-        }
-        #else
         #expect(
-            allocatingMotionStarts == 0,
+            atMotionStart.isEmpty,
             "\(atMotionStart.count) periods that started a motion allocated; first: \(describe(atMotionStart))")
-        #endif
     }
 }
