@@ -1,0 +1,2 @@
+import ControlAPI
+print("x")
