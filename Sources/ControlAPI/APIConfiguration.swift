@@ -28,6 +28,8 @@ public struct APIServerConfiguration: Sendable {
     public var blockingThreadCount = 4
     /// A status document is rebuilt at most this often; requests in between share it.
     public var statusMaximumAgeMilliseconds: Int64 = 20
+    /// The control loop's timing percentiles (which walk every histogram) are recomputed at most this often.
+    public var timingMaximumAgeMilliseconds: Int64 = 1_000
     /// `GET /v1/watch`: the default, smallest and largest interval between two events to one client, ms.
     public var watchDefaultIntervalMilliseconds: Int64 = 250
     public var watchMinimumIntervalMilliseconds: Int64 = 100

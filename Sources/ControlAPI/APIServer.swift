@@ -213,8 +213,9 @@ public final class APIServer: @unchecked Sendable {
         housekeeping?.cancel()
         let open = channels.withLock { Array($0.values) }
         for channel in open { channel.close(promise: nil) }
-        try? group.syncShutdownGracefully()
+        // Jobs first: they complete their futures on the event loop, which must still run then.
         try? threadPool.syncShutdownGracefully()
+        try? group.syncShutdownGracefully()
     }
 }
 

@@ -1,5 +1,6 @@
 import CRealtime
 import CellCore
+import CellRuntime
 import CellService
 import Foundation
 
@@ -27,6 +28,8 @@ final class StatusSource: @unchecked Sendable {
     private var cycleTimes: [Double] = []
     private var lastLampSequence: UInt64?
     private var ledgerHead: LedgerHead?
+    private var timing: (figures: [ControlPhase: PhaseFigures], builtNanoseconds: UInt64)?
+    private let timingMaximumAgeNanoseconds: UInt64
 
     init(daemon: CellDaemon, configuration: APIServerConfiguration) {
         self.daemon = daemon
@@ -36,6 +39,7 @@ final class StatusSource: @unchecked Sendable {
             periodNanoseconds: daemon.configuration.periodNanoseconds)
         maximumAgeNanoseconds = UInt64(max(0, configuration.statusMaximumAgeMilliseconds)) * 1_000_000
         cycleTimeWindow = max(1, configuration.cycleTimeWindow)
+        timingMaximumAgeNanoseconds = UInt64(max(0, configuration.timingMaximumAgeMilliseconds)) * 1_000_000
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     }
 
@@ -77,8 +81,12 @@ final class StatusSource: @unchecked Sendable {
         let snapshot = daemon.snapshot()
         note(snapshot.lastLamp)
         let thread = daemon.loop.thread
+        // The percentiles walk every histogram under its lock: computed at most once per timing interval.
+        if timing == nil || now &- (timing?.builtNanoseconds ?? 0) >= timingMaximumAgeNanoseconds {
+            timing = (thread.statistics.figures(), now)
+        }
         let document = builder.build(
-            snapshot: snapshot, figures: thread.statistics.figures(), overruns: thread.overruns,
+            snapshot: snapshot, figures: timing?.figures ?? [:], overruns: thread.overruns,
             periodsRun: thread.periodsRun, droppedSamples: thread.statistics.dropped,
             uptimeSeconds: Double(now - startNanoseconds) / 1e9, cycleTime: cycleTimeStatistics(), ledger: ledgerHead)
         let json = (try? encoder.encode(document)).map { Array($0) } ?? Array("{}".utf8)

@@ -4,6 +4,7 @@ import CellService
 import CellSimulator
 import ControlAPI
 import Foundation
+import Glibc
 import Logging
 import Testing
 
@@ -177,7 +178,9 @@ func run(_ executable: String, _ arguments: [String], timeoutSeconds: Double = 3
     readers.forEach { $0.start() }
     let deadline = Date().addingTimeInterval(timeoutSeconds)
     while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
-    if process.isRunning { process.terminate() }
+    // SIGKILL: a child spawned from a test's worker thread inherits its blocked signal mask, so SIGTERM would stay
+    // pending.
+    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     process.waitUntilExit()
     while !(outputData.isSet && errorData.isSet) { Thread.sleep(forTimeInterval: 0.005) }
     return ProcessResult(
