@@ -83,6 +83,7 @@ let package = Package(
             name: "lampcelld",
             dependencies: [
                 "CellService", "CellModbus", "CellCore", "CellRuntime", "CellSimulator", "CRealtime",
+                "ControlAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

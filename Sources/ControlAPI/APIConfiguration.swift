@@ -38,6 +38,9 @@ public struct APIServerConfiguration: Sendable {
     public var watchKeepAliveMilliseconds: Int64 = 15_000
     /// `GET /v1/watch`: a client that has not read for this long (its socket buffer stays full) is dropped.
     public var watchStalledClientMilliseconds: Int64 = 10_000
+    /// Nice value of the API's threads (event loop, accept, blocking jobs): under CPU load they yield to the
+    /// daemon's other SCHED_OTHER threads (the control thread itself runs SCHED_FIFO in production).
+    public var threadNice: Int32 = 10
     /// How often the ledger head shown in status is refreshed, ms.
     public var ledgerHeadRefreshMilliseconds: Int64 = 2_000
     /// Cycle-time statistics cover this many of the last lamps.

@@ -341,7 +341,7 @@ final class APIHandler: ChannelInboundHandler {
                     .serviceUnavailable, "unavailable",
                     "the control thread did not answer \(what) within \(CellDaemon.replyTimeoutNanoseconds / 1_000_000) ms")
             }
-            let unit = daemon.snapshot().unit
+            let unit = Self.snapshotAfterReply(daemon).unit
             if let refusal = reply.refusal {
                 return APIResponse.error(
                     .conflict, "refused", refusal.description, state: refusal.state.description,
@@ -356,6 +356,20 @@ final class APIHandler: ChannelInboundHandler {
         }
     }
 
+    /// The first snapshot published after the period that answered: the reply is queued during the step, the
+    /// snapshot of that period only at its end. Waits at most `maximumWaitPeriods` periods. Blocking-job threads.
+    static func snapshotAfterReply(_ daemon: CellDaemon) -> CellSnapshot {
+        let maximumWaitPeriods: UInt64 = 3
+        let seen = daemon.snapshot().periodIndex
+        let deadline = lampcell_monotonic_ns() + maximumWaitPeriods * daemon.configuration.periodNanoseconds
+        while lampcell_monotonic_ns() < deadline {
+            let snapshot = daemon.snapshot()
+            if snapshot.periodIndex > seen { return snapshot }
+            usleep(500)
+        }
+        return daemon.snapshot()
+    }
+
     private func runBlocking(_ job: @escaping @Sendable () -> APIResponse) {
         guard let context else { return }
         guard shared.beginBlockingJob() else {
@@ -365,6 +379,7 @@ final class APIHandler: ChannelInboundHandler {
         let shared = self.shared
         let future = shared.threadPool.runIfActive(eventLoop: context.eventLoop) { () -> APIResponse in
             defer { shared.endBlockingJob() }
+            APIServer.lowerPriority(shared.configuration.threadNice)
             return job()
         }
         future.assumeIsolated().whenComplete { [self] result in

@@ -124,6 +124,16 @@ public final class APIServer: @unchecked Sendable {
             logger: logger)
     }
 
+    /// The API of `daemon` as its configuration says (`api_socket`, `command_group`), started. The daemon's wiring.
+    public static func start(for daemon: CellDaemon, stationName: String, lamps: (any LampQuerying)? = nil, logger: Logger) throws -> APIServer {
+        var configuration = APIServerConfiguration(
+            socketPath: daemon.configuration.apiSocketPath, commandGroup: daemon.configuration.commandGroup)
+        configuration.stationName = stationName
+        let server = APIServer(daemon: daemon, configuration: configuration, lamps: lamps, logger: logger)
+        try server.start()
+        return server
+    }
+
     /// Binds the socket (removing a stale one) and starts serving. Throws `APIStartError` naming the socket.
     public func start() throws {
         let listener = try UnixListener(path: configuration.socketPath)
@@ -135,6 +145,8 @@ public final class APIServer: @unchecked Sendable {
         }
         let shared = self.shared
         let loop = group.next()
+        let nice = configuration.threadNice
+        loop.execute { APIServer.lowerPriority(nice) }
         // Housekeeping: note finished lamps for cycle-time statistics; refresh the ledger head off the loop.
         let ledgerEvery = max(1, configuration.ledgerHeadRefreshMilliseconds / 200)
         let ticks = Atomic<Int64>(0)
@@ -146,7 +158,7 @@ public final class APIServer: @unchecked Sendable {
                 }
             }
         }
-        listener.start { [weak self] descriptor, peer in
+        listener.start(nice: nice) { [weak self] descriptor, peer in
             guard let self else {
                 Glibc.close(descriptor)
                 return
@@ -200,6 +212,11 @@ public final class APIServer: @unchecked Sendable {
             withPipeliningAssistance: true, withErrorHandling: false, withEncoderConfiguration: .init(),
             withDecoderLimitConfiguration: limits)
         try pipeline.addHandler(APIHandler(shared: shared, peer: peer))
+    }
+
+    /// Sets the calling thread's nice value (on Linux `setpriority(PRIO_PROCESS, 0, …)` is per thread).
+    static func lowerPriority(_ nice: Int32) {
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, nice)
     }
 
     /// Counters of the server. Any thread.

@@ -116,11 +116,12 @@ final class UnixListener: @unchecked Sendable {
 
     /// Starts the accept thread; `accepted` runs on it for each connection with the peer's credentials (nil
     /// when the kernel gave none) and owns the descriptor from then on. Once.
-    func start(accepted: @escaping @Sendable (Int32, PeerCredentials?) -> Void) {
+    func start(nice: Int32, accepted: @escaping @Sendable (Int32, PeerCredentials?) -> Void) {
         running = true
         let listenDescriptor = descriptor
         let wake = wakePipe.read
         let thread = Thread { [self] in
+            APIServer.lowerPriority(nice)
             var fds = [
                 pollfd(fd: listenDescriptor, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: wake, events: Int16(POLLIN), revents: 0),

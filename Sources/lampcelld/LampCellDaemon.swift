@@ -3,6 +3,7 @@ import CRealtime
 import CellCore
 import CellService
 import CellSimulator
+import ControlAPI
 import Foundation
 import Logging
 
@@ -120,6 +121,9 @@ struct LampCellDaemon: ParsableCommand {
             fail("\(error)")
         }
         daemon.start()
+        // Status and control API on the Unix socket (ControlAPI, docs/API.md); without it the cell still runs.
+        var api: APIServer?
+        do { api = try APIServer.start(for: daemon, stationName: definition.station.name, logger: logger) } catch { logger.error("\(error)") }
         logger.info(
             "lampcelld started: cell \(definition.cellID), period \(configuration.periodNanoseconds / 1000) µs, \(recipes.count) recipes")
 
@@ -176,6 +180,7 @@ struct LampCellDaemon: ParsableCommand {
                 break
             }
         }
+        api?.stop()
         daemon.shutdown(timeoutNanoseconds: Self.shutdownTimeoutNanoseconds)
         simulator?.stop()
         logger.info("lampcelld stopped: \(daemon.drain.lampsDrained) lamps this run")

@@ -117,7 +117,9 @@ struct EndpointTests {
         // Reset → Idle; Start without an order → 409 with the order reason.
         response = try client.send("POST", "/v1/commands/reset")
         #expect(response.status == 200, "\(response.text)")
-        #expect(try response.decode(AcceptedBody.self).accepted)
+        let accepted = try response.decode(AcceptedBody.self)
+        #expect(accepted.accepted && accepted.request == "Reset")
+        #expect(accepted.state == "Resetting", "the state after the period that took the command")
         try #require(cell.waitFor(seconds: 60) { $0.unit.state == .idle })
         response = try client.send("POST", "/v1/commands/start")
         #expect(response.status == 409)

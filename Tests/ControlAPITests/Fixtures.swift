@@ -31,7 +31,7 @@ final class APIFixture: @unchecked Sendable {
 
     init(
         seed: UInt64 = 1, periodMicroseconds: Int = 4000, commandGroup: String = "lampcell",
-        withLedger: Bool = true, configure: (inout APIServerConfiguration) -> Void = { _ in }
+        withLedger: Bool = true, fifoPriority: Int32? = nil, configure: (inout APIServerConfiguration) -> Void = { _ in }
     ) throws {
         var configuration = try DaemonConfiguration.load(from: Repository.developmentConfiguration)
         // Short: sun_path holds 107 bytes.
@@ -45,7 +45,7 @@ final class APIFixture: @unchecked Sendable {
         configuration.commandGroup = commandGroup
         configuration.periodNanoseconds = UInt64(periodMicroseconds) * 1000
         configuration.responseTimeoutNanoseconds = min(2_000_000, configuration.periodNanoseconds / 2)
-        configuration.fifoPriority = nil
+        configuration.fifoPriority = fifoPriority
         configuration.lockMemory = false
         let definition = try CellDefinition.load(from: configuration.cellPath)
         var recipes: [Recipe] = []

@@ -211,7 +211,7 @@ struct RobustnessTests {
 
         // A regular file in the way is not removed.
         let file = directory + "/not-a-socket"
-        FileManager.default.createFile(atPath: file, contents: Data("keep".utf8))
+        _ = FileManager.default.createFile(atPath: file, contents: Data("keep".utf8))
         let third = APIServer(daemon: cell.daemon, configuration: APIServerConfiguration(socketPath: file), logger: .init(label: "t"))
         #expect(throws: APIStartError.self) { try third.start() }
         third.stop()
@@ -246,7 +246,7 @@ struct RobustnessTests {
         #expect(refused.standardError.contains("refused: Start is accepted only in Idle"), "\(refused.standardError)")
         let reset = try run(binary, ["reset", "--socket", cell.socketPath])
         #expect(reset.status == 0, "\(reset.standardError)")
-        #expect(reset.standardOutput.contains("Reset: accepted"))
+        #expect(reset.standardOutput.contains("Reset: accepted; the cell is Resetting"), "\(reset.standardOutput)")
         try #require(cell.waitFor(seconds: 60) { $0.unit.state == .idle })
         let order = try run(binary, ["order", "--id", "CTL-1", "--variant", "left", "--quantity", "2", "--socket", cell.socketPath])
         #expect(order.status == 0, "\(order.standardError)")
