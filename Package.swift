@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "lampsim", targets: ["lampsim"]),
         .executable(name: "lampcelld", targets: ["lampcelld"]),
+        .executable(name: "lampctl", targets: ["lampctl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -15,6 +16,9 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        // ControlAPI: HTTP/1.1 on Unix sockets (SwiftNIO) and Prometheus text format.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C libraries and shims.
@@ -58,6 +62,18 @@ let package = Package(
                 "CellCore", "CRealtime", .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]),
 
+        // Status and control over a local socket (HTTP/1.1 on a Unix socket, SSE, Prometheus), and its client.
+        .target(
+            name: "ControlAPI",
+            dependencies: [
+                "CellService", "CellCore", "CellRuntime", "CRealtime",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
         // Executables.
         .executableTarget(
             name: "lampsim",
@@ -70,8 +86,16 @@ let package = Package(
             name: "lampcelld",
             dependencies: [
                 "CellService", "CellModbus", "CellCore", "CellRuntime", "CellSimulator", "CRealtime", "SystemdSupport",
+                "ControlAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+            ]),
+
+        .executableTarget(
+            name: "lampctl",
+            dependencies: [
+                "ControlAPI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
         // Tests.
@@ -99,6 +123,12 @@ let package = Package(
             name: "lampcell-systemd-probe",
             dependencies: ["SystemdSupport", .product(name: "Logging", package: "swift-log")],
             path: "Tests/SystemdSupportTests/Probe"),
+        .testTarget(
+            name: "ControlAPITests",
+            dependencies: [
+                "ControlAPI", "CellService", "CellSimulator", "CellCore", "CellRuntime", "CRealtime",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(
             name: "CellSimulatorTests",
             dependencies: ["CellSimulator", "CellCore", "Modbus", "CRealtime"]),

@@ -3,6 +3,7 @@ import CRealtime
 import CellCore
 import CellService
 import CellSimulator
+import ControlAPI
 import Foundation
 import Logging
 import SystemdSupport
@@ -129,6 +130,9 @@ struct LampCellDaemon: ParsableCommand {
             fail("\(error)")
         }
         daemon.start()
+        // Status and control API on the Unix socket (ControlAPI, docs/API.md); without it the cell still runs.
+        var api: APIServer?
+        do { api = try APIServer.start(for: daemon, stationName: definition.station.name, logger: logger) } catch { logger.error("\(error)") }
         logger.info(
             "lampcelld started: cell \(definition.cellID), period \(configuration.periodNanoseconds / 1000) µs, \(recipes.count) recipes")
         // systemd: READY=1 (the loop runs and connects the devices; once the API lands: after its sockets listen),
@@ -194,6 +198,7 @@ struct LampCellDaemon: ParsableCommand {
             }
         }
         systemd.stopping()  // systemd: STOPPING=1
+        api?.stop()
         daemon.shutdown(timeoutNanoseconds: Self.shutdownTimeoutNanoseconds)
         simulator?.stop()
         systemd.finish(lampsThisRun: daemon.drain.lampsDrained)

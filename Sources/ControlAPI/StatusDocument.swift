@@ -1,0 +1,426 @@
+import CellCore
+import CellRuntime
+import CellService
+import Foundation
+
+/// `GET /v1/status` (and each `GET /v1/watch` event): the cell as the API shows it. Fields that are not known
+/// (no order yet, OEE not measurable yet) are left out of the JSON. Any thread.
+public struct StatusDocument: Codable, Sendable, Equatable {
+    /// Version of this document's shape (the `/v1/` of the paths).
+    public var apiVersion: Int
+    /// LampCell's version.
+    public var version: String
+    public var cellID: String
+    /// When the control thread published the snapshot this document shows (RFC 3339 UTC).
+    public var snapshotAt: String
+    /// Seconds since the API server (and so the daemon) started.
+    public var uptimeSeconds: Double
+    public var packml: PackML
+    public var order: Order?
+    public var counts: Counts
+    public var oee: OEE
+    public var cycleTime: CycleTime
+    public var lampInCell: Lamp?
+    public var lastLamp: Lamp?
+    public var controlLoop: ControlLoop
+    public var devices: [Device]
+    /// The ledger's head; absent when no ledger is attached to the API.
+    public var ledger: LedgerHead?
+
+    /// PackML state machine.
+    public struct PackML: Codable, Sendable, Equatable {
+        /// PackML state name (`Execute`) and its PackTags number.
+        public var state: String
+        public var stateCode: Int
+        /// `Production`, `Maintenance` or `Manual`.
+        public var mode: String
+        /// Seconds in the current state.
+        public var stateSeconds: Double
+        public var stateChanges: UInt64
+        /// The first cause of the last abort, stop or hold since the last Reset.
+        public var stopReason: StopReasonText?
+        /// Why the cell is suspended (`operator`, `starved`, `blocked`).
+        public var suspendCause: String?
+        /// What a lane waits for that the cell does not control (`no housing at the infeed`), when any.
+        public var materialWait: String?
+    }
+
+    /// A stop reason in words.
+    public struct StopReasonText: Codable, Sendable, Equatable {
+        /// PackTags StopReason.ID and its name (`emergencyStop`).
+        public var code: Int
+        public var kind: String
+        public var message: String
+        /// `abort`, `stop` or `hold`.
+        public var action: String
+        /// The state the cell was in when it happened.
+        public var inState: String
+        /// The device to blame, when one is.
+        public var device: String?
+    }
+
+    /// The production order.
+    public struct Order: Codable, Sendable, Equatable {
+        public var id: String
+        public var variant: String
+        public var quantity: UInt32
+        /// Good lamps made for it so far.
+        public var produced: UInt32
+        public var remaining: UInt32
+        /// False once the order completed or was cancelled.
+        public var active: Bool
+        public var sequence: UInt32
+        public var recipe: String?
+    }
+
+    /// Production counters: since the order started, and since the daemon started (`…Total`).
+    public struct Counts: Codable, Sendable, Equatable {
+        public var processed: UInt64
+        public var good: UInt64
+        public var defective: UInt64
+        public var scrapped: UInt64
+        public var processedTotal: UInt64
+        public var goodTotal: UInt64
+        public var defectiveTotal: UInt64
+        public var scrappedTotal: UInt64
+        public var consumedHousings: UInt64
+        public var consumedLEDModules: UInt64
+        public var consumedLenses: UInt64
+        /// Lamps handed on by the controller since start (to the ledger queue).
+        public var lampsFinished: UInt64
+        /// Lamps the ledger queue could not take (non-zero holds the cell).
+        public var lampsNotQueued: UInt64
+    }
+
+    /// OEE of the current (or last) order, each in 0…1; absent while not measurable.
+    public struct OEE: Codable, Sendable, Equatable {
+        public var availability: Double?
+        public var performance: Double?
+        public var quality: Double?
+        public var oee: Double?
+        public var plannedSeconds: Double
+        public var runSeconds: Double
+        public var idealCycleSeconds: Double
+    }
+
+    /// Cycle times of the last lamps the API saw leave the cell (up to `samples` lamps).
+    public struct CycleTime: Codable, Sendable, Equatable {
+        public var lastSeconds: Double?
+        public var meanSeconds: Double?
+        public var p50Seconds: Double?
+        public var p95Seconds: Double?
+        public var samples: Int
+    }
+
+    /// A lamp in brief.
+    public struct Lamp: Codable, Sendable, Equatable {
+        public var serial: String
+        public var variant: String
+        /// `OK`, `NG`, `SCRAPPED`; for the lamp in the cell: `IN_PROGRESS`.
+        public var verdict: String
+        public var reasons: [String]
+        public var cycleTimeSeconds: Double?
+    }
+
+    /// The control loop's timing.
+    public struct ControlLoop: Codable, Sendable, Equatable {
+        public var periodMicroseconds: Double
+        public var periodsRun: UInt64
+        /// Periods whose work ended after the next deadline (missed deadlines count once each).
+        public var overruns: UInt64
+        /// Wake-up latency after the period's deadline.
+        public var wakeLatencyP99Microseconds: Double
+        public var wakeLatencyP999Microseconds: Double
+        public var wakeLatencyMaxMicroseconds: Double
+        /// Per-phase timing: wake_latency, read, step, write, busy.
+        public var phases: [Phase]
+        /// Timing samples dropped while a reader held the histograms.
+        public var droppedSamples: UInt64
+    }
+
+    /// One timed phase of the control period, µs.
+    public struct Phase: Codable, Sendable, Equatable {
+        public var name: String
+        public var count: UInt64
+        public var meanMicroseconds: Double
+        public var p50Microseconds: Double
+        public var p99Microseconds: Double
+        public var p999Microseconds: Double
+        public var maxMicroseconds: Double
+    }
+
+    /// One device (arm or station).
+    public struct Device: Codable, Sendable, Equatable {
+        public var name: String
+        /// `arm` or `station`.
+        public var kind: String
+        /// The last exchange succeeded.
+        public var connected: Bool
+        /// `ok`, `disconnected`, `timeout`, `exception`, `badData`.
+        public var link: String
+        public var linkDetail: Int32
+        public var consecutiveFailures: UInt32
+        /// Status bits that are set, by their datasheet names.
+        public var status: [String]
+        /// Fault code as hex (`0x0601`), its number and datasheet name (`ESTOP`).
+        public var faultCode: String
+        public var faultCodeValue: UInt16
+        public var faultName: String
+        /// Arms: model, firmware, serial (read after each connect).
+        public var model: UInt16?
+        public var firmware: UInt16?
+        public var serialNumber: UInt32?
+        /// Arms: actual joint positions and the targets last written, rad (6 joints).
+        public var positionsRadians: [Double]?
+        public var targetsRadians: [Double]?
+        public var streaming: Bool?
+        /// Arms: the command bits written this period; tool state bits.
+        public var command: [String]?
+        public var tool: [String]?
+        /// Station: discrete inputs and coils that are on; material lots; the variant register.
+        public var signals: [String]?
+        public var coils: [String]?
+        public var housingLot: UInt32?
+        public var ledModuleLot: UInt32?
+        public var lensLot: UInt32?
+        public var variant: String?
+    }
+}
+
+/// Builds status documents from the daemon's published snapshot. Thread: any but the control thread (reads the
+/// timing histograms under their lock; the control thread only try-locks them).
+struct StatusBuilder: Sendable {
+    let cellID: String
+    let armNames: [String]
+    let stationName: String
+    let recipeIDs: [String]
+    let version: String
+    let periodNanoseconds: UInt64
+
+    /// Every device name in cell-definition order (arms, then the station): the `deviceIndex` of stop causes.
+    var deviceNames: [String] { armNames + [stationName] }
+
+    func build(
+        snapshot: CellSnapshot, figures: [ControlPhase: PhaseFigures], overruns: UInt64, periodsRun: UInt64,
+        droppedSamples: UInt64, uptimeSeconds: Double, cycleTime: StatusDocument.CycleTime, ledger: LedgerHead?
+    ) -> StatusDocument {
+        let unit = snapshot.unit
+        let machine = unit.machine
+        var stopReason: StatusDocument.StopReasonText?
+        if let reason = machine.stopReason {
+            stopReason = StatusDocument.StopReasonText(
+                code: Int(reason.cause.code.rawValue), kind: Self.name(reason.cause.code),
+                message: reason.cause.message.description, action: Self.name(reason.action),
+                inState: reason.state.description, device: reason.cause.deviceIndex.flatMap { deviceName(Int($0)) })
+        }
+        let packml = StatusDocument.PackML(
+            state: unit.state.description, stateCode: Int(unit.state.rawValue), mode: machine.mode.description,
+            stateSeconds: Double(machine.times.stateCurrentNanoseconds) / 1e9, stateChanges: machine.stateChangeCount,
+            stopReason: stopReason,
+            suspendCause: unit.state == .suspended || unit.state == .suspending ? machine.suspendCause.map(Self.name) : nil,
+            materialWait: snapshot.materialWait == .none ? nil : snapshot.materialWait.name.description)
+        var order: StatusDocument.Order?
+        if let assigned = unit.order {
+            order = StatusDocument.Order(
+                id: assigned.id, variant: Variant(rawValue: assigned.variantCode)?.name ?? "\(assigned.variantCode)",
+                quantity: assigned.quantity, produced: assigned.produced, remaining: assigned.remaining,
+                active: unit.orderActive, sequence: snapshot.orderSequence,
+                recipe: recipeIDs.indices.contains(snapshot.activeRecipe) ? recipeIDs[snapshot.activeRecipe] : nil)
+        }
+        let counters = unit.counters
+        let counts = StatusDocument.Counts(
+            processed: counters.processed.count, good: counters.good, defective: counters.defective.count,
+            scrapped: counters.scrapped.count, processedTotal: counters.processed.accumulated,
+            goodTotal: counters.goodAccumulated, defectiveTotal: counters.defective.accumulated,
+            scrappedTotal: counters.scrapped.accumulated, consumedHousings: counters.consumed(.housing).accumulated,
+            consumedLEDModules: counters.consumed(.ledModule).accumulated,
+            consumedLenses: counters.consumed(.lens).accumulated, lampsFinished: snapshot.lampsFinished,
+            lampsNotQueued: snapshot.lampsNotQueued)
+        let result = unit.oeeResult
+        let oee = StatusDocument.OEE(
+            availability: result.availability, performance: result.performance, quality: result.quality,
+            oee: result.oee, plannedSeconds: Double(unit.oee.plannedNanoseconds) / 1e9,
+            runSeconds: Double(unit.oee.runNanoseconds) / 1e9,
+            idealCycleSeconds: Double(unit.oee.idealCycleNanoseconds) / 1e9)
+        var phases: [StatusDocument.Phase] = []
+        for phase in ControlPhase.allCases {
+            let figure = figures[phase]
+            phases.append(
+                StatusDocument.Phase(
+                    name: phase.name, count: figure?.count ?? 0, meanMicroseconds: (figure?.meanNanoseconds ?? 0) / 1e3,
+                    p50Microseconds: Double(figure?.p50Nanoseconds ?? 0) / 1e3,
+                    p99Microseconds: Double(figure?.p99Nanoseconds ?? 0) / 1e3,
+                    p999Microseconds: Double(figure?.p999Nanoseconds ?? 0) / 1e3,
+                    maxMicroseconds: Double(figure?.maxNanoseconds ?? 0) / 1e3))
+        }
+        let wake = phases[ControlPhase.wakeLatency.rawValue]
+        let loop = StatusDocument.ControlLoop(
+            periodMicroseconds: Double(periodNanoseconds) / 1e3, periodsRun: periodsRun, overruns: overruns,
+            wakeLatencyP99Microseconds: wake.p99Microseconds, wakeLatencyP999Microseconds: wake.p999Microseconds,
+            wakeLatencyMaxMicroseconds: wake.maxMicroseconds, phases: phases, droppedSamples: droppedSamples)
+        var devices: [StatusDocument.Device] = []
+        for index in 0..<snapshot.armCount {
+            devices.append(arm(index, snapshot))
+        }
+        devices.append(station(snapshot))
+        return StatusDocument(
+            apiVersion: 1, version: version, cellID: cellID,
+            snapshotAt: RFC3339.text(wallNanoseconds: snapshot.wallNanoseconds), uptimeSeconds: uptimeSeconds,
+            packml: packml, order: order, counts: counts, oee: oee, cycleTime: cycleTime,
+            lampInCell: snapshot.lampInCell.map { lamp($0, inProgress: true) },
+            lastLamp: snapshot.lastLamp.map { lamp($0, inProgress: false) }, controlLoop: loop, devices: devices,
+            ledger: ledger)
+    }
+
+    /// A hash of what a watcher cares about: everything but times, timing figures and uptime. Positions count
+    /// to 1 mrad.
+    func changeSignature(_ document: StatusDocument) -> Int {
+        var hasher = Hasher()
+        var quiet = document
+        quiet.snapshotAt = ""
+        quiet.uptimeSeconds = 0
+        quiet.packml.stateSeconds = 0
+        quiet.oee.plannedSeconds = 0
+        quiet.oee.runSeconds = 0
+        quiet.oee.availability = nil
+        quiet.oee.performance = nil
+        quiet.oee.oee = nil
+        quiet.controlLoop = StatusDocument.ControlLoop(
+            periodMicroseconds: 0, periodsRun: 0, overruns: document.controlLoop.overruns,
+            wakeLatencyP99Microseconds: 0, wakeLatencyP999Microseconds: 0, wakeLatencyMaxMicroseconds: 0, phases: [],
+            droppedSamples: 0)
+        for index in quiet.devices.indices {
+            quiet.devices[index].positionsRadians = quiet.devices[index].positionsRadians?.map { ($0 * 1000).rounded() }
+            quiet.devices[index].targetsRadians = quiet.devices[index].targetsRadians?.map { ($0 * 1000).rounded() }
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        hasher.combine((try? encoder.encode(quiet)) ?? Data())
+        return hasher.finalize()
+    }
+
+    private func deviceName(_ index: Int) -> String? { deviceNames.indices.contains(index) ? deviceNames[index] : nil }
+
+    private func arm(_ index: Int, _ snapshot: CellSnapshot) -> StatusDocument.Device {
+        let inputs = snapshot.armInputs[index]
+        let link = inputs.link
+        let statusNames: [(ArmStatus, String)] = [
+            (.powered, "POWERED"), (.enabled, "ENABLED"), (.inMotion, "IN_MOTION"), (.fault, "FAULT"),
+            (.estop, "ESTOP"), (.protectiveStop, "PROTECTIVE_STOP"), (.streaming, "STREAMING"),
+            (.inPosition, "IN_POSITION"), (.remoteReady, "REMOTE_READY"),
+        ]
+        let commandNames: [(ArmCommand, String)] = [
+            (.enable, "ENABLE"), (.reset, "RESET"), (.stop, "STOP"), (.stream, "STREAM"),
+        ]
+        let toolNames: [(ToolState, String)] = [
+            (.holdingPart, "HOLDING_PART"), (.busy, "BUSY"), (.done, "DONE"), (.error, "ERROR"),
+        ]
+        let command = snapshot.armCommands[index]
+        return StatusDocument.Device(
+            name: armNames.indices.contains(index) ? armNames[index] : "arm\(index)", kind: "arm",
+            connected: link.state == .ok, link: Self.name(link.state), linkDetail: link.detail,
+            consecutiveFailures: link.consecutiveFailures,
+            status: statusNames.filter { inputs.status.contains($0.0) }.map(\.1),
+            faultCode: Self.hex(inputs.faultCode), faultCodeValue: inputs.faultCode,
+            faultName: ArmFaultCode.name(inputs.faultCode).description, model: link.model,
+            firmware: link.firmware, serialNumber: link.serialNumber,
+            positionsRadians: (0..<armJointCount).map { inputs.actualPositionsRadians[$0] },
+            targetsRadians: (0..<armJointCount).map { snapshot.armTargetsRadians[index][$0] },
+            streaming: snapshot.armStreaming[index],
+            command: commandNames.filter { command.contains($0.0) }.map(\.1),
+            tool: toolNames.filter { inputs.toolState.contains($0.0) }.map(\.1))
+    }
+
+    private func station(_ snapshot: CellSnapshot) -> StatusDocument.Device {
+        let inputs = snapshot.stationInputs
+        let link = inputs.link
+        var status: [String] = []
+        if inputs.isReady { status.append("READY") }
+        if inputs.isFaulted { status.append("FAULT") }
+        let signalNames: [(StationSignals, String)] = [
+            (.housingAtInfeed, "HOUSING_AT_INFEED"), (.fixtureClamped, "FIXTURE_CLAMPED"),
+            (.partInFixture, "PART_IN_FIXTURE"), (.leakTestBusy, "LEAK_TEST_BUSY"),
+            (.lightTestBusy, "LIGHT_TEST_BUSY"), (.outfeedClear, "OUTFEED_CLEAR"), (.safetyOK, "SAFETY_OK"),
+            (.estopPressed, "ESTOP_PRESSED"), (.guardOpen, "GUARD_OPEN"),
+            (.ledModuleAvailable, "LED_MODULE_AVAILABLE"), (.lensAvailable, "LENS_AVAILABLE"),
+            (.rejectBinFull, "REJECT_BIN_FULL"),
+        ]
+        let coilNames: [(StationCoils, String)] = [
+            (.fixtureClamp, "FIXTURE_CLAMP"), (.infeedAdvance, "INFEED_ADVANCE"),
+            (.leakTestStart, "LEAK_TEST_START"), (.lightTestStart, "LIGHT_TEST_START"),
+            (.outfeedAdvance, "OUTFEED_ADVANCE"), (.lampGreen, "LAMP_GREEN"), (.lampAmber, "LAMP_AMBER"),
+            (.lampRed, "LAMP_RED"),
+        ]
+        return StatusDocument.Device(
+            name: stationName, kind: "station", connected: link.state == .ok, link: Self.name(link.state),
+            linkDetail: link.detail, consecutiveFailures: link.consecutiveFailures, status: status,
+            faultCode: Self.hex(inputs.faultCode), faultCodeValue: inputs.faultCode,
+            faultName: StationFaultCode.name(inputs.faultCode).description,
+            signals: signalNames.filter { inputs.signals.contains($0.0) }.map(\.1),
+            coils: coilNames.filter { inputs.coils.contains($0.0) }.map(\.1), housingLot: inputs.housingLot,
+            ledModuleLot: inputs.ledModuleLot, lensLot: inputs.lensLot,
+            variant: Variant(rawValue: inputs.variant)?.name)
+    }
+
+    private func lamp(_ record: LampRecord, inProgress: Bool) -> StatusDocument.Lamp {
+        var reasons: [String] = []
+        if record.verdict == .ng {
+            for kind in MeasurementKind.allCases where record.outOfWindowMask & (1 << kind.rawValue) != 0 {
+                reasons.append(kind.name)
+            }
+        } else if record.verdict == .scrapped, !inProgress, record.scrapReason != .none {
+            reasons.append(record.scrapReason.text)
+        }
+        return StatusDocument.Lamp(
+            serial: record.serial.text(cellID: cellID), variant: Variant(rawValue: record.variant)?.name ?? "\(record.variant)",
+            verdict: inProgress ? "IN_PROGRESS" : record.verdict.name, reasons: reasons,
+            cycleTimeSeconds: inProgress ? nil : record.cycleTimeSeconds)
+    }
+
+    static func hex(_ code: UInt16) -> String {
+        let digits = String(code, radix: 16, uppercase: true)
+        return "0x" + String(repeating: "0", count: max(0, 4 - digits.count)) + digits
+    }
+
+    static func name(_ state: DeviceLinkState) -> String {
+        switch state {
+        case .ok: "ok"
+        case .disconnected: "disconnected"
+        case .timeout: "timeout"
+        case .exception: "exception"
+        case .badData: "badData"
+        }
+    }
+
+    static func name(_ code: StopReasonCode) -> String {
+        switch code {
+        case .operatorStop: "operatorStop"
+        case .operatorHold: "operatorHold"
+        case .operatorAbort: "operatorAbort"
+        case .emergencyStop: "emergencyStop"
+        case .safetyInterlock: "safetyInterlock"
+        case .deviceFault: "deviceFault"
+        case .deviceLost: "deviceLost"
+        case .processFault: "processFault"
+        case .ledgerUnavailable: "ledgerUnavailable"
+        case .other: "other"
+        }
+    }
+
+    static func name(_ action: StopAction) -> String {
+        switch action {
+        case .abort: "abort"
+        case .stop: "stop"
+        case .hold: "hold"
+        }
+    }
+
+    static func name(_ cause: SuspendCause) -> String {
+        switch cause {
+        case .operatorCommand: "operator"
+        case .starved: "starved"
+        case .blocked: "blocked"
+        }
+    }
+}
+
