@@ -86,7 +86,7 @@ let package = Package(
             name: "lampcelld",
             dependencies: [
                 "CellService", "CellModbus", "CellCore", "CellRuntime", "CellSimulator", "CRealtime", "SystemdSupport",
-                "ControlAPI",
+                "ControlAPI", "Ledger",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -110,7 +110,7 @@ let package = Package(
             name: "CellServiceTests",
             dependencies: [
                 "CellService", "CellSimulator", "CellCore", "CellRuntime", "Modbus", "CRealtime", "CAllocationCounter",
-                "Ledger",
+                "Ledger", "ControlAPI",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(

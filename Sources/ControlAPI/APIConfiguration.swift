@@ -4,6 +4,9 @@ public struct APIServerConfiguration: Sendable {
     /// The Unix socket the API listens on (one socket for everyone: mode 0666; commands are checked per
     /// connection with SO_PEERCRED).
     public var socketPath: String
+    /// A listening Unix socket passed by the service manager (socket activation, `lampcelld.socket`): served
+    /// instead of binding `socketPath`, and left in place at stop (systemd owns it). nil: bind `socketPath`.
+    public var activatedFileDescriptor: Int32?
     /// Group whose members may POST (command the cell); root always may.
     public var commandGroup: String
     /// The station's name in the cell definition (devices are named in status and metrics).

@@ -125,9 +125,13 @@ public final class APIServer: @unchecked Sendable {
     }
 
     /// The API of `daemon` as its configuration says (`api_socket`, `command_group`), started. The daemon's wiring.
-    public static func start(for daemon: CellDaemon, stationName: String, lamps: (any LampQuerying)? = nil, logger: Logger) throws -> APIServer {
+    public static func start(
+        for daemon: CellDaemon, stationName: String, lamps: (any LampQuerying)? = nil,
+        activatedFileDescriptor: Int32? = nil, logger: Logger
+    ) throws -> APIServer {
         var configuration = APIServerConfiguration(
             socketPath: daemon.configuration.apiSocketPath, commandGroup: daemon.configuration.commandGroup)
+        configuration.activatedFileDescriptor = activatedFileDescriptor
         configuration.stationName = stationName
         let server = APIServer(daemon: daemon, configuration: configuration, lamps: lamps, logger: logger)
         try server.start()
@@ -136,7 +140,9 @@ public final class APIServer: @unchecked Sendable {
 
     /// Binds the socket (removing a stale one) and starts serving. Throws `APIStartError` naming the socket.
     public func start() throws {
-        let listener = try UnixListener(path: configuration.socketPath)
+        let listener =
+            try configuration.activatedFileDescriptor.map { try UnixListener(adopting: $0, path: configuration.socketPath) }
+            ?? UnixListener(path: configuration.socketPath)
         self.listener = listener
         threadPool.start()
         if shared.policy.groupID == nil {

@@ -21,15 +21,33 @@ final class UnixListener: @unchecked Sendable {
 
     let path: String
     private let descriptor: Int32
+    /// The socket was passed by the service manager: not ours to remove.
+    private let adopted: Bool
     /// A pipe: writing to [1] wakes the accept thread to stop.
     private let wakePipe: (read: Int32, write: Int32)
     private var thread: Thread?
     private let finished = NSCondition()
     private var running = false
 
+    /// Serves a listening socket passed by the service manager (socket activation). Start-up thread.
+    init(adopting fd: Int32, path: String) throws {
+        self.path = path
+        adopted = true
+        descriptor = fd
+        var ends: [Int32] = [-1, -1]
+        guard pipe(&ends) == 0 else {
+            throw APIStartError("API socket \(path) (activated fd \(fd)): pipe(): \(String(cString: strerror(errno)))")
+        }
+        _ = fcntl(ends[0], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(ends[1], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        wakePipe = (ends[0], ends[1])
+    }
+
     /// Binds and listens on `path` (creating its directory, mode 0755, when missing). Start-up thread.
     init(path: String) throws {
         self.path = path
+        adopted = false
         guard path.utf8.count <= Self.maximumPathBytes else {
             throw APIStartError("API socket \(path): the path is \(path.utf8.count) bytes; at most \(Self.maximumPathBytes) fit")
         }
@@ -165,6 +183,6 @@ final class UnixListener: @unchecked Sendable {
         Glibc.close(descriptor)
         Glibc.close(wakePipe.read)
         Glibc.close(wakePipe.write)
-        unlink(path)
+        if !adopted { unlink(path) }
     }
 }

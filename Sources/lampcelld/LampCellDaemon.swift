@@ -132,10 +132,20 @@ struct LampCellDaemon: ParsableCommand {
         daemon.start()
         // Status and control API on the Unix socket (ControlAPI, docs/API.md); without it the cell still runs.
         var api: APIServer?
-        do { api = try APIServer.start(for: daemon, stationName: definition.station.name, logger: logger) } catch { logger.error("\(error)") }
+        do {
+            let lamps = try LedgerLamps(path: configuration.ledgerPath)
+            // Socket activation (lampcelld.socket names the socket "api"); without it the daemon binds the path.
+            let activated = try SocketActivation.listenFileDescriptors().first { $0.name == "api" }?.fileDescriptor
+            if let activated { logger.info("API socket passed by the service manager (fd \(activated))") }
+            api = try APIServer.start(
+                for: daemon, stationName: definition.station.name, lamps: lamps, activatedFileDescriptor: activated,
+                logger: logger)
+        } catch {
+            logger.error("\(error)")
+        }
         logger.info(
             "lampcelld started: cell \(definition.cellID), period \(configuration.periodNanoseconds / 1000) µs, \(recipes.count) recipes")
-        // systemd: READY=1 (the loop runs and connects the devices; once the API lands: after its sockets listen),
+        // systemd: READY=1 (the loop runs and connects the devices, and the API socket listens),
         // STATUS= that follows the cell, WATCHDOG=1 while the control loop's heartbeat advances.
         let systemd = SystemdIntegration(daemon: daemon, stationName: definition.station.name, logger: logger)
 

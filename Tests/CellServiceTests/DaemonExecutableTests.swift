@@ -1,3 +1,4 @@
+import ControlAPI
 import Foundation
 import Testing
 
@@ -110,5 +111,42 @@ struct DaemonExecutableTests {
         #expect(run.standardError.contains("SIGTERM"))
         // The controlled path: Stopping, then Stopped with the arms at rest and servos off.
         #expect(run.standardError.contains("lampcelld stopped in state Stopped, arms at rest with servos off"))
+    }
+}
+
+@Suite("lampcelld socket activation", .serialized)
+struct SocketActivationTests {
+    @Test("systemd-socket-activate hands lampcelld its API socket; a client served through it gets status")
+    func activatedAPISocket() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lampcelld-act-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let socket = directory + "/api.sock"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-socket-activate")
+        process.arguments = [
+            "-l", socket, "--fdname=api", try DaemonExecutableTests.executable("lampcelld"),
+            "-c", Repository.developmentConfiguration, "--simulate", "--state-directory", directory + "/state",
+        ]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        defer {
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+        // The daemon serves the socket systemd-socket-activate passed it (as fd 3, named "api").
+        var cellID: String?
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline && cellID == nil {
+            cellID = try? APIClient(socketPath: socket, timeoutMilliseconds: 2000).status().cellID
+            if cellID == nil { Thread.sleep(forTimeInterval: 0.2) }
+        }
+        #expect(cellID == "HL-CELL-01")
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        let log = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(log.contains("API socket passed by the service manager"), "\(log)")
+        #expect(process.terminationStatus == 0, "\(log)")
     }
 }
