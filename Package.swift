@@ -94,7 +94,7 @@ let package = Package(
         .executableTarget(
             name: "lampctl",
             dependencies: [
-                "ControlAPI",
+                "ControlAPI", "Ledger", "CellCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 

@@ -18,7 +18,7 @@ struct LampCtl: ParsableCommand {
             """,
         subcommands: [
             Status.self, Watch.self, Reset.self, Start.self, Stop.self, Hold.self, Unhold.self, Suspend.self,
-            Unsuspend.self, Abort.self, Clear.self, Order.self, CancelOrder.self,
+            Unsuspend.self, Abort.self, Clear.self, Order.self, CancelOrder.self, LedgerCommand.self,
         ])
 }
 
