@@ -60,6 +60,8 @@ struct DaemonTests {
         // READY=1, once, after the daemon started its control loop.
         #expect(waitUntil(timeoutSeconds: 60) { !daemon.times(of: "READY=1").isEmpty }, "\(daemon.child.output)")
         #expect(daemon.child.output.contains("lampcelld started"), "READY before start: \(daemon.child.output)")
+        // …and after the API socket listens (the daemon logs "API listening on …" before it says READY).
+        #expect(daemon.child.output.contains("API listening on"), "READY before the API listens: \(daemon.child.output)")
 
         // STATUS follows the state: auto start brings the cell to Execute through other states.
         #expect(waitUntil(timeoutSeconds: 90) { daemon.statuses.contains { $0.text.hasPrefix("Execute;") } },
