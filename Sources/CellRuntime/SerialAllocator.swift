@@ -72,24 +72,10 @@ public final class SerialAllocator: @unchecked Sendable {
     }
 
     private func reserve(through value: UInt64) throws(SerialAllocatorError) {
-        let temporary = path + ".tmp"
-        let bytes = Array("\(value)\n".utf8)
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw SerialAllocatorError(path: temporary, message: "cannot create: \(String(cString: strerror(errno)))") }
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        let synced = fsync(fd)
-        close(fd)
-        guard written == bytes.count, synced == 0 else {
-            throw SerialAllocatorError(path: temporary, message: "cannot write: \(String(cString: strerror(errno)))")
-        }
-        guard rename(temporary, path) == 0 else {
-            throw SerialAllocatorError(path: path, message: "cannot replace: \(String(cString: strerror(errno)))")
-        }
-        let directory = (path as NSString).deletingLastPathComponent
-        let dirFD = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dirFD >= 0 {
-            _ = fsync(dirFD)
-            close(dirFD)
+        do throws(DurableFileError) {
+            try DurableFile.write(Data("\(value)\n".utf8), to: path)
+        } catch {
+            throw SerialAllocatorError(path: error.path, message: error.message)
         }
         reservedThrough.store(value, ordering: .releasing)
     }
