@@ -80,11 +80,16 @@ public final class LedgerSink: LampSink, @unchecked Sendable {
     @discardableResult
     public func recoverAtStart() throws(LedgerError) -> LedgerVerification {
         let verification = try writer.ledger.verify()
-        if let data = FileManager.default.contents(atPath: inCellPath), let lamp = Self.decode(data) {
-            let serial = lamp.serial.text(cellID: currentContext.cellID)
+        if let data = FileManager.default.contents(atPath: inCellPath), let inCell = Self.decode(data) {
+            let lamp = inCell.lamp
+            // The order and the devices as they were when the lamp entered (this process knows neither yet).
+            var context = currentContext
+            if let orderID = inCell.orderID { context.orderIDs[lamp.orderSequence] = orderID }
+            if !inCell.devices.isEmpty { context.devices = inCell.devices }
+            let serial = lamp.serial.text(cellID: context.cellID)
             if try writer.ledger.entry(serial: serial) == nil {
                 let entry = LedgerEntry.scrappedAtRestart(
-                    lamp, recordedAtWallNanoseconds: lampcell_realtime_ns(), context: currentContext)
+                    lamp, recordedAtWallNanoseconds: lampcell_realtime_ns(), context: context)
                 _ = try writer.append(entry)
                 logger.warning(
                     "lamp \(serial) was in the cell when the controller stopped: recorded as scrapped (controller restart)",
@@ -99,7 +104,7 @@ public final class LedgerSink: LampSink, @unchecked Sendable {
     // MARK: - LampSink
 
     public func lampStarted(_ lamp: LampRecord) {
-        Self.writeDurably(Self.encode(lamp), to: inCellPath, logger: logger)
+        Self.writeDurably(Self.encode(lamp, context: currentContext), to: inCellPath, logger: logger)
     }
 
     public func accept(_ lamp: LampRecord) {
@@ -141,22 +146,50 @@ public final class LedgerSink: LampSink, @unchecked Sendable {
 
     // MARK: - The lamp-in-cell file
 
-    /// Fields of the lamp in the cell, one `key=value` per line (enough to record it as scrapped later).
-    static func encode(_ lamp: LampRecord) -> Data {
-        let lines = [
+    /// What the lamp-in-cell file tells of the lamp in the cell.
+    struct LampInCell {
+        var lamp: LampRecord
+        /// The production order's id when the lamp entered; nil in files written without it.
+        var orderID: String?
+        /// The devices as they were when the lamp entered; empty in files written without them.
+        var devices: [DeviceIdentity]
+    }
+
+    /// Fields of the lamp in the cell, one `key=value` per line (enough to record it as scrapped later, with its
+    /// order and the devices that worked on it). Texts are escaped (`escape`); a device is
+    /// `device=<name>\t<serial number>\t<firmware>`.
+    static func encode(_ lamp: LampRecord, context: LedgerContext) -> Data {
+        var lines = [
             "date_code=\(lamp.serial.dateCode)", "sequence=\(lamp.serial.sequence)", "variant=\(lamp.variant)",
             "recipe_index=\(lamp.recipeIndex)", "order_sequence=\(lamp.orderSequence)",
             "start_wall_ns=\(lamp.startWallNanoseconds)", "housing_lot=\(lamp.housingLot)",
             "led_module_lot=\(lamp.ledModuleLot)", "lens_lot=\(lamp.lensLot)",
         ]
+        if let orderID = context.orderIDs[lamp.orderSequence] { lines.append("order_id=\(escape(orderID))") }
+        for device in context.devices {
+            lines.append("device=\(escape(device.name))\t\(escape(device.serialNumber))\t\(escape(device.firmware))")
+        }
         return Data((lines.joined(separator: "\n") + "\n").utf8)
     }
 
-    static func decode(_ data: Data) -> LampRecord? {
+    static func decode(_ data: Data) -> LampInCell? {
         var fields: [String: UInt64] = [:]
+        var orderID: String?
+        var devices: [DeviceIdentity] = []
         for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
-            let parts = line.split(separator: "=", maxSplits: 1)
-            if parts.count == 2, let value = UInt64(parts[1]) { fields[String(parts[0])] = value }
+            let parts = line.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2 else { continue }
+            switch parts[0] {
+            case "order_id":
+                orderID = unescape(parts[1])
+            case "device":
+                let device = parts[1].split(separator: "\t", omittingEmptySubsequences: false).map(unescape)
+                if device.count == 3 {
+                    devices.append(DeviceIdentity(name: device[0], serialNumber: device[1], firmware: device[2]))
+                }
+            default:
+                if let value = UInt64(parts[1]) { fields[String(parts[0])] = value }
+            }
         }
         guard let dateCode = fields["date_code"], let sequence = fields["sequence"],
             let start = fields["start_wall_ns"]
@@ -170,7 +203,45 @@ public final class LedgerSink: LampSink, @unchecked Sendable {
         lamp.housingLot = UInt32(truncatingIfNeeded: fields["housing_lot"] ?? 0)
         lamp.ledModuleLot = UInt32(truncatingIfNeeded: fields["led_module_lot"] ?? 0)
         lamp.lensLot = UInt32(truncatingIfNeeded: fields["lens_lot"] ?? 0)
-        return lamp
+        return LampInCell(lamp: lamp, orderID: orderID, devices: devices)
+    }
+
+    /// Backslash, LF, CR and TAB as `\\`, `\n`, `\r`, `\t` (one line, tab-separable). By Unicode scalar: a CR LF
+    /// pair is one `Character` in Swift.
+    static func escape(_ text: String) -> String {
+        var out = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\\": out.append(contentsOf: "\\\\".unicodeScalars)
+            case "\n": out.append(contentsOf: "\\n".unicodeScalars)
+            case "\r": out.append(contentsOf: "\\r".unicodeScalars)
+            case "\t": out.append(contentsOf: "\\t".unicodeScalars)
+            default: out.append(scalar)
+            }
+        }
+        return String(out)
+    }
+
+    /// The inverse of `escape`.
+    static func unescape(_ text: Substring) -> String {
+        var out = String.UnicodeScalarView()
+        var escaped = false
+        for scalar in text.unicodeScalars {
+            if escaped {
+                switch scalar {
+                case "n": out.append("\n")
+                case "r": out.append("\r")
+                case "t": out.append("\t")
+                default: out.append(scalar)
+                }
+                escaped = false
+            } else if scalar == "\\" {
+                escaped = true
+            } else {
+                out.append(scalar)
+            }
+        }
+        return String(out)
     }
 
     /// Writes `data` to `path` atomically and durably (temporary file, fsync, rename, fsync of the directory).
