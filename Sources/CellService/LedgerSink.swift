@@ -1,5 +1,6 @@
 import CRealtime
 import CellCore
+import CellRuntime
 import Foundation
 import Ledger
 import Logging
@@ -104,7 +105,11 @@ public final class LedgerSink: LampSink, @unchecked Sendable {
     // MARK: - LampSink
 
     public func lampStarted(_ lamp: LampRecord) {
-        Self.writeDurably(Self.encode(lamp, context: currentContext), to: inCellPath, logger: logger)
+        do throws(DurableFileError) {
+            try DurableFile.write(Self.encode(lamp, context: currentContext), to: inCellPath)
+        } catch {
+            logger.error("\(error)")
+        }
     }
 
     public func accept(_ lamp: LampRecord) {
@@ -244,25 +249,4 @@ public final class LedgerSink: LampSink, @unchecked Sendable {
         return String(out)
     }
 
-    /// Writes `data` to `path` atomically and durably (temporary file, fsync, rename, fsync of the directory).
-    static func writeDurably(_ data: Data, to path: String, logger: Logger) {
-        let temporary = path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            logger.error("cannot write \(temporary): \(String(cString: strerror(errno)))")
-            return
-        }
-        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        let synced = fsync(fd)
-        close(fd)
-        guard written == data.count, synced == 0, rename(temporary, path) == 0 else {
-            logger.error("cannot write \(path): \(String(cString: strerror(errno)))")
-            return
-        }
-        let directory = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if directory >= 0 {
-            _ = fsync(directory)
-            close(directory)
-        }
-    }
 }
