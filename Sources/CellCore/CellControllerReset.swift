@@ -8,6 +8,10 @@ extension CellController {
         case .unclamp:
             io.stationOutputs.coils.subtract(StationCoils.fixtureClamp.union(.leakTestStart).union(.lightTestStart))
             guard !io.stationInputs.signals.contains(.fixtureClamped) else { return }
+            // A lamp left on the outfeed place point (the process died between its release and the index): index
+            // it away, or the next good lamp waits for OUTFEED_CLEAR for ever. Not awaited: while the outfeed is
+            // blocked downstream the index waits, and production suspends on "outfeed not clear" as before.
+            if !io.stationInputs.signals.contains(.outfeedClear) { io.stationOutputs.outfeedRequests &+= 1 }
             planPurge(io)
             resetPhase = .purge
         case .purge, .home:

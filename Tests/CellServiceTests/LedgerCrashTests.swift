@@ -259,6 +259,43 @@ func cellDefinition(withPorts ports: [String: Int]) throws -> String {
     return lines.joined(separator: "\n")
 }
 
+/// lampsim as its own process, and a configuration for lampcelld pointing at it (temporary directory, absolute paths).
+struct CrashRig {
+    let directory: String
+    let state: String
+    let ledgerPath: String
+    let simulator: LampSimProcess
+    /// `lampcelld` arguments: the configuration, `--auto-start`, the state directory.
+    let arguments: [String]
+
+    init(seed: UInt64) throws {
+        directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("lampcell-crash-\(seed)-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        state = directory + "/state"
+        ledgerPath = state + "/ledger.sqlite"
+        simulator = try LampSimProcess(cell: Repository.cellDefinition, seed: seed)
+        let cellPath = directory + "/cell.toml"
+        try cellDefinition(withPorts: simulator.ports).write(toFile: cellPath, atomically: true, encoding: .utf8)
+        let configuration = try String(contentsOfFile: Repository.developmentConfiguration, encoding: .utf8)
+            .replacingOccurrences(of: "\"../Hardware/cell.toml\"", with: "\"\(cellPath)\"")
+            .replacingOccurrences(of: "\"../.build/lampcell-state", with: "\"\(state)")
+            .replacingOccurrences(of: "\"../", with: "\"\(Repository.root)/")
+        guard configuration.contains("arm_watchdog_milliseconds = 300"), configuration.contains(cellPath) else {
+            throw LampSimError("unexpected development configuration: \(configuration)")
+        }
+        let configurationPath = directory + "/lampcelld.toml"
+        try configuration.write(toFile: configurationPath, atomically: true, encoding: .utf8)
+        arguments = ["-c", configurationPath, "--auto-start", "--state-directory", state]
+    }
+
+    /// Ends lampsim and removes the directory.
+    func remove() {
+        simulator.stop()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
 @Suite("Ledger crash test", .serialized)
 struct LedgerCrashTests {
     /// Kills per run (the issue asks for at least 20); `LAMPCELL_CRASH_KILLS` overrides.
@@ -287,24 +324,12 @@ struct LedgerCrashTests {
         }
         moments.shuffle(using: &random)
 
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lampcell-crash-\(seed)-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let state = directory + "/state"
-        let ledgerPath = state + "/ledger.sqlite"
-
-        let simulator = try LampSimProcess(cell: Repository.cellDefinition, seed: seed)
-        defer { simulator.stop() }
-        let cellPath = directory + "/cell.toml"
-        try cellDefinition(withPorts: simulator.ports).write(toFile: cellPath, atomically: true, encoding: .utf8)
-        let configuration = try String(contentsOfFile: Repository.developmentConfiguration, encoding: .utf8)
-            .replacingOccurrences(of: "\"../Hardware/cell.toml\"", with: "\"\(cellPath)\"")
-            .replacingOccurrences(of: "\"../.build/lampcell-state", with: "\"\(state)")
-            .replacingOccurrences(of: "\"../", with: "\"\(Repository.root)/")
-        #expect(configuration.contains("arm_watchdog_milliseconds = 300"))
-        let configurationPath = directory + "/lampcelld.toml"
-        try configuration.write(toFile: configurationPath, atomically: true, encoding: .utf8)
-        let arguments = ["-c", configurationPath, "--auto-start", "--state-directory", state]
+        let rig = try CrashRig(seed: seed)
+        defer { rig.remove() }
+        let simulator = rig.simulator
+        let state = rig.state
+        let ledgerPath = rig.ledgerPath
+        let arguments = rig.arguments
 
         var restartScrapsExpected = 0
         var outBeforeKill: LampSimProcess.LampsOut?
