@@ -103,7 +103,7 @@ public final class CellDaemon: @unchecked Sendable {
         }
         loop = try ControlLoop(controller: controller, arms: arms, station: station, settings: loopSettings)
         writableFlag.controller = controller
-        let log = LampLogSink(logger: logger, cellID: cell.cellID, recipes: compiled)
+        let log = LampLogSink(logger: logger, cellID: cell.cellID)
         let ledgerSink = ledger
         let deviceNames = cell.arms.map(\.name) + [definition.station.name]
         let controlLoop = loop

@@ -83,12 +83,10 @@ public final class LampDrain: @unchecked Sendable {
 public final class LampLogSink: LampSink {
     private let logger: Logger
     private let cellID: String
-    private let recipes: [CompiledRecipe]
 
-    public init(logger: Logger, cellID: String, recipes: [CompiledRecipe]) {
+    public init(logger: Logger, cellID: String) {
         self.logger = logger
         self.cellID = cellID
-        self.recipes = recipes
     }
 
     public func accept(_ lamp: LampRecord) {

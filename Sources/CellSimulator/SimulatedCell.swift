@@ -183,7 +183,8 @@ public final class SimulatedCellServer: @unchecked Sendable {
     private var order: [String] = []
     private let stopLock = NSCondition()
     private var stopping = false
-    private var tickerDone = false
+    /// True until a started ticker has ended (and when none was started), so `stop()` never waits for nothing.
+    private var tickerDone = true
 
     /// SCHED_FIFO priority of the servers and the ticker (nil: SCHED_OTHER).
     public let fifoPriority: Int32?
@@ -211,6 +212,9 @@ public final class SimulatedCellServer: @unchecked Sendable {
         for name in order {
             ports[name] = try servers[name]!.start()
         }
+        stopLock.lock()
+        tickerDone = false
+        stopLock.unlock()
         let ticker = Thread { [self] in
             // Same class as the servers: a preempted ticker holding the cell's lock would stall them.
             if let fifoPriority { _ = lampcell_set_fifo_priority(fifoPriority) }

@@ -149,7 +149,6 @@ struct LampCellDaemon: ParsableCommand {
         // STATUS= that follows the cell, WATCHDOG=1 while the control loop's heartbeat advances.
         let systemd = SystemdIntegration(daemon: daemon, stationName: definition.station.name, logger: logger)
 
-        let operatorThread: Thread?
         if autoStart {
             let orderID = "AUTO-\(lampcell_realtime_ns() / 1_000_000_000)"
             let quantity = lamps ?? 1_000_000
@@ -164,11 +163,7 @@ struct LampCellDaemon: ParsableCommand {
                 }
             }
             thread.start()
-            operatorThread = thread
-        } else {
-            operatorThread = nil
         }
-        _ = operatorThread
 
         // Main thread: wait for SIGTERM/SIGINT, or for the requested number of lamps, then stop in order.
         var lastState = daemon.snapshot().unit.state
