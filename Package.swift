@@ -109,7 +109,8 @@ let package = Package(
         .testTarget(
             name: "CellServiceTests",
             dependencies: [
-                "CellService", "CellSimulator", "CellCore", "CellRuntime", "Modbus", "CRealtime", "CAllocationCounter",
+                "CellService", "CellSimulator", "CellCore", "CellModbus", "CellRuntime", "Modbus", "CRealtime",
+                "CAllocationCounter",
                 "Ledger", "ControlAPI",
                 .product(name: "Logging", package: "swift-log"),
             ]),

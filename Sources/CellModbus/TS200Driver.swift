@@ -13,12 +13,19 @@ public enum TS200Registers {
 
 /// Driver for the TS-200 station controller over Modbus TCP.
 ///
-/// Each period it reads the discrete inputs (0x02), the input registers (0x04), the coils (0x01) and the variant
-/// (0x03); after the controller's step it writes
-/// each level coil whose wanted value differs from what it read (0x05, one coil at a time: the station writes
-/// INFEED_ADVANCE/OUTFEED_ADVANCE back to 0 itself, so a multi-coil write could undo its write-back), and the variant
-/// register when it differs. The conveyors are indexed by *requests*: one index each time
-/// `StationOutputs.infeedRequests`/`outfeedRequests` changes.
+/// Each period it reads the discrete inputs (0x02: SAFETY_OK, parts present, …) and the input registers (0x04: test
+/// counts and results, the lots of the parts at the pick points), which must be read together and fresh. The coils
+/// (0x01) and the variant (0x03) are only ever changed by this driver (the station never clears the start coils and
+/// writes back only the ADVANCE coils, which are not level coils), so the driver keeps them as it last read *or
+/// wrote* them: an acknowledged write updates `StationInputs.coils`/`variant` at once, and each is read back only
+/// every `verifyEveryPeriods` periods (and on the first read after a connect) to catch a change made by someone else.
+/// A period therefore costs two station round trips, sometimes three (issue 3: a 1 ms period against the simulated
+/// cell; the station's tables may be read "every few periods").
+///
+/// After the controller's step it writes each level coil whose wanted value differs from the current one (0x05, one
+/// coil at a time: the station writes INFEED_ADVANCE/OUTFEED_ADVANCE back to 0 itself, so a multi-coil write could
+/// undo its write-back), and the variant register when it differs. The conveyors are indexed by *requests*: one index
+/// each time `StationOutputs.infeedRequests`/`outfeedRequests` changes.
 ///
 /// Thread: owned by the control thread after start-up; not for concurrent use. `exchange` does not allocate.
 public final class TS200Driver: @unchecked Sendable {
@@ -29,6 +36,13 @@ public final class TS200Driver: @unchecked Sendable {
     private let registers: UnsafeMutableBufferPointer<UInt16>
     private var lastInfeedRequest: UInt32 = 0
     private var lastOutfeedRequest: UInt32 = 0
+    /// Periods read since the last connect; picks which period reads the coils and the variant back.
+    private var periodsSinceConnect: UInt64 = 0
+
+    /// How often (in periods) the coils and the variant register are read back; the coils in one period, the
+    /// variant `verifyEveryPeriods / 2` periods later. Between read-backs they are known from the driver's own
+    /// acknowledged writes.
+    public static let verifyEveryPeriods: UInt64 = 8
 
     public init(
         name: String, host: String, port: Int, unitID: UInt8,
@@ -55,7 +69,8 @@ public final class TS200Driver: @unchecked Sendable {
     /// Closes the connection (shutdown). Thread: the owner.
     public func close() { client.close() }
 
-    /// Reads the station into `inputs` (discrete inputs, input registers, coils, variant).
+    /// Reads the station into `inputs`: discrete inputs and input registers every period, the coils and the variant
+    /// on their turn (see the type's comment) and in full on the first period after a connect or a failed exchange.
     /// Thread: the control thread, in the period's read phase. Does not allocate; each request blocks at most the
     /// response timeout.
     public func read(into inputs: inout StationInputs, nowNanoseconds: UInt64) {
@@ -66,8 +81,10 @@ public final class TS200Driver: @unchecked Sendable {
                 return
             }
         }
+        if inputs.link.state != .ok { periodsSinceConnect = 0 }
         do throws(ModbusError) {
-            try read(into: &inputs)
+            try read(into: &inputs, period: periodsSinceConnect)
+            periodsSinceConnect &+= 1
             inputs.link.state = .ok
             inputs.link.detail = 0
             inputs.link.consecutiveFailures = 0
@@ -76,18 +93,21 @@ public final class TS200Driver: @unchecked Sendable {
         }
     }
 
-    /// Writes what `outputs` wants changed, judged against what `read` saw this period.
+    /// Writes what `outputs` wants changed, judged against the coils and variant in `inputs` (as last read or
+    /// written); acknowledged writes are applied to `inputs`.
     /// Thread: the control thread, in the period's write phase. Does not allocate.
     public func write(_ outputs: StationOutputs, current inputs: inout StationInputs) {
         guard client.isConnected, inputs.link.state == .ok else { return }
         do throws(ModbusError) {
-            try write(outputs, current: inputs)
+            try writeChanges(outputs, current: &inputs)
         } catch {
             inputs.link.record(error)
         }
     }
 
-    private func read(into inputs: inout StationInputs) throws(ModbusError) {
+    /// Period `period` since the connect: 0 reads everything; later periods read the coils or the variant back only on
+    /// their turn.
+    private func read(into inputs: inout StationInputs, period: UInt64) throws(ModbusError) {
         let inputBits = UnsafeMutableBufferPointer(rebasing: bits[0..<TS200Registers.discreteInputCount])
         try client.readDiscreteInputs(address: 0, into: inputBits)
         var signals: UInt16 = 0
@@ -108,15 +128,23 @@ public final class TS200Driver: @unchecked Sendable {
         inputs.lensLot = uint32(high: r[12], low: r[13])
         inputs.uptimeMilliseconds = uint32(high: r[14], low: r[15])
 
+        let phase = period % Self.verifyEveryPeriods
+        if period == 0 || phase == 0 {
+            try readCoils(into: &inputs)
+        }
+        if period == 0 || phase == Self.verifyEveryPeriods / 2 {
+            let variant = UnsafeMutableBufferPointer(rebasing: registers[0..<1])
+            try client.readHoldingRegisters(address: TS200Registers.variantAddress, into: variant)
+            inputs.variant = variant[0]
+        }
+    }
+
+    private func readCoils(into inputs: inout StationInputs) throws(ModbusError) {
         let coilBits = UnsafeMutableBufferPointer(rebasing: bits[0..<TS200Registers.coilCount])
         try client.readCoils(address: 0, into: coilBits)
         var coils: UInt16 = 0
         for index in 0..<TS200Registers.coilCount where coilBits[index] != 0 { coils |= 1 << index }
         inputs.coils = StationCoils(rawValue: coils)
-
-        let variant = UnsafeMutableBufferPointer(rebasing: registers[0..<1])
-        try client.readHoldingRegisters(address: TS200Registers.variantAddress, into: variant)
-        inputs.variant = variant[0]
     }
 
     /// Level coils: written when the wanted level differs from the read one. Coil `n` is bit `n` of `StationCoils`
@@ -125,13 +153,15 @@ public final class TS200Driver: @unchecked Sendable {
     private static let levelCoils = StationCoils.fixtureClamp.union(.leakTestStart).union(.lightTestStart)
         .union(.lampGreen).union(.lampAmber).union(.lampRed)
 
-    private func write(_ outputs: StationOutputs, current: StationInputs) throws(ModbusError) {
+    /// Writes the differences; each acknowledged write is applied to `current` at once (the station now holds it).
+    private func writeChanges(_ outputs: StationOutputs, current: inout StationInputs) throws(ModbusError) {
         for address in 0..<TS200Registers.coilCount {
             let coil = StationCoils(rawValue: 1 << address)
             guard Self.levelCoils.contains(coil) else { continue }
             let wanted = outputs.coils.contains(coil)
             if wanted != current.coils.contains(coil) {
                 try client.writeSingleCoil(address: address, value: wanted)
+                if wanted { current.coils.insert(coil) } else { current.coils.remove(coil) }
             }
         }
         if outputs.infeedRequests != lastInfeedRequest {
@@ -144,6 +174,7 @@ public final class TS200Driver: @unchecked Sendable {
         }
         if outputs.variant != current.variant {
             try client.writeSingleRegister(address: TS200Registers.variantAddress, value: outputs.variant)
+            current.variant = outputs.variant
         }
     }
 }

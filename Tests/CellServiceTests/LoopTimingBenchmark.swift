@@ -309,7 +309,7 @@ struct LoopTimingBenchmark {
                 + ", statistics samples dropped \(loop.thread.statistics.dropped)",
             TimingFigures.header,
             TimingFigures(figures[.wakeLatency]!).row("loop wake latency"),
-            TimingFigures(figures[.read]!).row("read (3× 0x17 + 4 station)"),
+            TimingFigures(figures[.read]!).row("read (0x17s + station)"),
             TimingFigures(figures[.step]!).row("step"),
             TimingFigures(figures[.write]!).row("write + snapshot"),
             TimingFigures(figures[.busy]!).row("busy"),
