@@ -215,6 +215,22 @@ struct DaemonConfigFuzzTests {
         for failure in failures.kept { Issue.record(Comment(rawValue: failure)) }
         #expect(failures.count == 0, "seed \(seed): \(failures.count) failures (first \(DaemonFuzzFailures.keptFailures) above)")
     }
+
+    /// The input that aborted toml++ in a debug build (found by the in-process fuzzer): lampcelld must refuse it
+    /// like any other syntax error.
+    @Test("regression: a '}' where an array value should be is a syntax error, exit 78, not an abort")
+    func tomlAssertInput() throws {
+        let executable = try DaemonExecutableTests.executable("lampcelld")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lampcelld-toml-\(UUID().uuidString.prefix(6))").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/lampcelld.toml"
+        try "recipes = [ }\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let result = try runProcess(executable, ["-c", path, "--simulate"], timeoutSeconds: Self.runTimeoutSeconds)
+        #expect(!result.signalled && result.status == 78, "\(result.standardError)")
+        #expect(result.standardError.hasPrefix("lampcelld: \(path): line 1, column "), "\(result.standardError)")
+        #expect(result.standardError.filter { $0 == "\n" }.count == 1)
+    }
 }
 
 /// Failures from the worker threads.
