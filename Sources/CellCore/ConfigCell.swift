@@ -18,8 +18,10 @@ extension CellDefinition {
     ///
     /// Checks every field's presence, type and range, rejects unknown keys, requires exactly one TS-200 and one
     /// `arms` entry per RA-610 device, every teach point inside `JointLimits.ra610`, motion limits within the
-    /// datasheet's, and teach points of one arm at least 0.05 rad apart in some joint. Throws the first problem
-    /// found. Any thread; reads the file synchronously (call it at start-up, not on the control thread).
+    /// datasheet's, and teach points of one arm at least 0.05 rad apart in some joint; then compiles the cell
+    /// (`CompiledCell.compile`: one arm must reach the infeed, …) so that what loads also runs. Throws the first
+    /// problem found, naming this file. Any thread; reads the file synchronously (call it at start-up, not on the
+    /// control thread).
     public static func load(from path: String) throws(ConfigError) -> CellDefinition {
         let root = try loadConfigTable(path: path)
         let definition = try parse(root)

@@ -30,8 +30,10 @@ extension Recipe {
     /// must exist for that arm, every tool action must suit the arm's tool, tool parameters must fit the RA-610
     /// `tool_param` ranges and lie inside their process windows, windows need min < max and their documented
     /// unit, there is exactly one `unload` step (with an outfeed `ok` and a reject `ng` point), every event is
-    /// signalled by exactly one step and waited for by some lane, and the lanes do not deadlock. Throws the first
-    /// problem found. Any thread; reads the file synchronously (start-up, not the control thread).
+    /// signalled by exactly one step and waited for by some lane, and the lanes do not deadlock; then compiles it
+    /// for the cell (`CompiledRecipe.compile`: paths planned, at most `MeasurementKind.maximumScrews` screws) so
+    /// that what loads also runs. Throws the first problem found, naming this file. Any thread; reads the file
+    /// synchronously (start-up, not the control thread).
     public static func load(from path: String, cell: CellDefinition) throws(ConfigError) -> Recipe {
         let root = try loadConfigTable(path: path)
         let recipe = try parse(root, cell: cell)

@@ -76,10 +76,15 @@ func loadConfigTable(path: String) throws(ConfigError) -> ConfigTable {
     } catch let error as TOMLParseError {
         let begin = error.source.begin
         throw ConfigError(
-            filePath: path, fieldPath: "", kind: .syntax, message: "TOML syntax error: \(error.description)",
+            filePath: path, fieldPath: "", kind: .syntax,
+            message: "TOML syntax error: "
+                + configExcerpt(error.description, maximumCharacters: ConfigExcerptLimits.maximumParserMessageCharacters),
             line: begin.line > 0 ? begin.line : nil, column: begin.column > 0 ? begin.column : nil)
     } catch {
-        throw ConfigError(filePath: path, fieldPath: "", kind: .syntax, message: "TOML syntax error: \(error)")
+        throw ConfigError(
+            filePath: path, fieldPath: "", kind: .syntax,
+            message: "TOML syntax error: "
+                + configExcerpt("\(error)", maximumCharacters: ConfigExcerptLimits.maximumParserMessageCharacters))
     }
     guard case .table(let entries) = convert(root) else {
         throw ConfigError(filePath: path, fieldPath: "", kind: .syntax, message: "the document is not a TOML table")
@@ -90,10 +95,12 @@ func loadConfigTable(path: String) throws(ConfigError) -> ConfigTable {
 /// Input that toml++ (inside TOMLKit) does not survive, found before it parses.
 ///
 /// toml++ 3.4 asserts (`!is_value_terminator(*cp)` in `parser::parse_value`, toml.hpp) when an array holds a `}`
-/// where a value should be (`a = [ }`, `a = [ 1, }`): in a debug build that assertion aborts the process; a
-/// release build reports a syntax error. Found by the configuration fuzzer (ConfigFuzzTests); the same input is
-/// rejected here, as a syntax error with its line and column, in every build. The scan is a small lexer (strings,
-/// comments, table headers, bracket nesting) that only ever reports this one pattern, which is never valid TOML.
+/// where a value should be (`a = [ }`, `a = [ 1, }`), and (`is_bare_key_character(*cp) || …` in
+/// `parser::parse_key`) when a table header starts with a character that cannot start a key (`[/a]`, `[.a]`): in
+/// a debug build those assertions abort the process; a release build reports a syntax error. Found by the
+/// configuration fuzzer (ConfigFuzzTests); the same input is rejected here, as a syntax error with its line and
+/// column, in every build. The scan is a small lexer (strings, comments, table headers, bracket nesting) that only
+/// ever reports these patterns, which are never valid TOML.
 enum TOMLPreflight {
     struct Trap {
         var line: Int
@@ -166,7 +173,24 @@ enum TOMLPreflight {
                 continue
             case UInt8(ascii: "["):
                 if stack.isEmpty && wasAtLineStart {
-                    // A table header: skip to the end of the line (its quoted keys are strings).
+                    // A table header. toml++ asserts (`is_bare_key_character(*cp) || is_string_delimiter(*cp)` in
+                    // `parser::parse_key`) when its first key starts with anything but a bare-key character or a
+                    // quote (`[/a]`, `[.a]`, `[é]`, `[`): refuse that here.
+                    var first = index + 1
+                    if byte(first) == UInt8(ascii: "[") { first += 1 }
+                    while byte(first) == UInt8(ascii: " ") || byte(first) == UInt8(ascii: "\t") { first += 1 }
+                    let startsKey = byte(first).map { b in
+                        (b >= UInt8(ascii: "a") && b <= UInt8(ascii: "z")) || (b >= UInt8(ascii: "A") && b <= UInt8(ascii: "Z"))
+                            || (b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9")) || b == UInt8(ascii: "_")
+                            || b == UInt8(ascii: "-") || b == UInt8(ascii: "\"") || b == UInt8(ascii: "'")
+                            || b == UInt8(ascii: "]")
+                    } ?? false
+                    if !startsKey {
+                        return Trap(
+                            line: line, column: first - lineStart + 1,
+                            message: "a table header must start with a bare key (A-Z a-z 0-9 _ -) or a quoted key")
+                    }
+                    // Skip to the end of the line (its quoted keys are strings).
                     while index < bytes.count && bytes[index] != UInt8(ascii: "\n") && bytes[index] != UInt8(ascii: "#") {
                         if bytes[index] == UInt8(ascii: "\"") || bytes[index] == UInt8(ascii: "'") {
                             let quote = bytes[index]
@@ -402,16 +426,18 @@ enum ConfigName {
 enum ConfigExcerptLimits {
     /// Longer text is cut to this many characters and "…" (a message stays one readable line).
     static let maximumCharacters = 64
+    /// The TOML parser's own message (it quotes what it saw) is cut to this many characters.
+    static let maximumParserMessageCharacters = 300
 }
 
 /// `text` as quoted in an error message: control characters escaped (`\u{1B}`), at most
 /// `ConfigExcerptLimits.maximumCharacters` characters, then "…". (Found by the configuration fuzzer: a 100 kB string
 /// value made a 100 kB error line, and an ESC in a value reached the terminal.)
-func configExcerpt(_ text: String) -> String {
+func configExcerpt(_ text: String, maximumCharacters: Int = ConfigExcerptLimits.maximumCharacters) -> String {
     var result = ""
     var count = 0
     for scalar in text.unicodeScalars {
-        if count == ConfigExcerptLimits.maximumCharacters {
+        if count == maximumCharacters {
             result += "…"
             break
         }

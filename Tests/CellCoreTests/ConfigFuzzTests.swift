@@ -543,6 +543,18 @@ struct ConfigFuzzTests {
         ("array-brace-after-comment", "a = [\n# c\n}\n", .syntax, 3),
         ("nested-array-brace", "a = [ [ 1 ], [ } ]\n", .syntax, 1),
         ("inline-table-array-brace", "a = { b = [ } }\n", .syntax, 1),
+        // toml++ 3.4 asserted (abort in a debug build) on a table header starting with a character that cannot
+        // start a key (fuzz seed 12345, lampcelld.toml mutant 166: a duplicated range left "[/lampcelld/…").
+        ("header-slash", "[/lampcelld/lampcelld.toml). Relative\n", .syntax, 1),
+        ("header-dot", "a = 1\n[.a]\n", .syntax, 2),
+        ("array-header-dot", "[[.a]]\n", .syntax, 1),
+        ("header-unicode", "[é]\n", .syntax, 1),
+        ("header-open", "[\n", .syntax, 1),
+        ("header-comment", "[# x\n", .syntax, 1),
+        ("header-brace", "[{]\n", .syntax, 1),
+        // toml++ quotes what it saw: a DEL (or ESC) reached the one-line message (fuzz seed 99, dev config mutant
+        // 707: 0x7F inserted into "false").
+        ("control-character-in-syntax-error", "lock_memory = fa\u{7F}lse\n", .syntax, 1),
         ("station-lane", "station = [\n  { station = \"infeed_advance\" },\n   },\n  {{ station = \"clamp\" },\n]\n", .syntax, nil),
     ]
 
@@ -567,13 +579,14 @@ struct ConfigFuzzTests {
                     #expect(error.kind == input.kind, "\(input.name): \(error)")
                     #expect(error.filePath == path && error.description.hasPrefix(path + ": "), "\(input.name): \(error)")
                     if let line = input.line { #expect(error.line == line, "\(input.name): \(error)") }
+                    #expect(!error.description.unicodeScalars.contains { $0.properties.generalCategory == .control }, "\(input.name): \(error.description.debugDescription)")
                 }
             }
         }
         // The preflight scan leaves valid TOML alone: every real file and these tricky ones parse.
         let valid = [
             "a = [ \"}\", '}', \"\"\"}\n]\"\"\" ]\n", "a = [ { b = 1 }, { c = [ 2 ] } ]\n", "[\"x]}\".y]\nb = 1\n",
-            "a = [ # }\n 1 ]\n", "a = [ [ ], [ [ ] ] ]\n", "a = \"\"\"\nx\\\n}\"\"\"\n",
+            "a = [ # }\n 1 ]\n", "a = [ [ ], [ [ ] ] ]\n", "[ a . \"b\" ]\n[[ 'c' ]]\n[ -d ]\n[_e]\n[9]\n", "a = \"\"\"\nx\\\n}\"\"\"\n",
         ]
         for text in valid {
             #expect(TOMLPreflight.findParserTrap(in: text) == nil, "\(text.debugDescription)")
