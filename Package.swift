@@ -130,6 +130,13 @@ let package = Package(
                 "ControlAPI", "CellService", "CellSimulator", "CellCore", "CellRuntime", "CRealtime",
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // Hostile Modbus device against the drivers and the controller (issue 7, bad input).
+        .testTarget(
+            name: "CellModbusTests",
+            dependencies: [
+                "CellModbus", "CellCore", "CellSimulator", "CellService", "Modbus", "CRealtime",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(
             name: "CellSimulatorTests",
             dependencies: ["CellSimulator", "CellCore", "Modbus", "CRealtime"]),

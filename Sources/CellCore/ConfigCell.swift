@@ -18,11 +18,23 @@ extension CellDefinition {
     ///
     /// Checks every field's presence, type and range, rejects unknown keys, requires exactly one TS-200 and one
     /// `arms` entry per RA-610 device, every teach point inside `JointLimits.ra610`, motion limits within the
-    /// datasheet's, and teach points of one arm at least 0.05 rad apart in some joint. Throws the first problem
-    /// found. Any thread; reads the file synchronously (call it at start-up, not on the control thread).
+    /// datasheet's, and teach points of one arm at least 0.05 rad apart in some joint; then compiles the cell
+    /// (`CompiledCell.compile`: one arm must reach the infeed, …) so that what loads also runs. Throws the first
+    /// problem found, naming this file. Any thread; reads the file synchronously (call it at start-up, not on the
+    /// control thread).
     public static func load(from path: String) throws(ConfigError) -> CellDefinition {
         let root = try loadConfigTable(path: path)
-        return try parse(root)
+        let definition = try parse(root)
+        // What the controller compiles must compile: its checks (an arm at the infeed, …) then name this file.
+        // (Found by the configuration fuzzer: a cell whose infeed point was moved elsewhere loaded, and the daemon
+        // later failed with "cell definition: arms: no arm has a teach point at the infeed".)
+        do throws(ConfigError) {
+            _ = try CompiledCell.compile(definition)
+        } catch {
+            throw ConfigError(
+                filePath: path, fieldPath: error.fieldPath, kind: error.kind, message: error.message)
+        }
+        return definition
     }
 
     static func parse(_ root: ConfigTable) throws(ConfigError) -> CellDefinition {
@@ -83,7 +95,7 @@ extension CellDefinition {
         let kind = try device.word("kind", as: DeviceKind.self, what: "device kind")
         let host = try device.string("host")
         if host.isEmpty || host.contains(where: { $0.isWhitespace }) {
-            throw device.error(device.path.key("host"), .invalidValue, "\"\(host)\" is not a host name or address")
+            throw device.error(device.path.key("host"), .invalidValue, "\"\(configExcerpt(host))\" is not a host name or address")
         }
         let port = try device.integer("port")
         guard CellConfigLimits.portRange.contains(port) else {

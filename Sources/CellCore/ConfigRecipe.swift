@@ -30,11 +30,23 @@ extension Recipe {
     /// must exist for that arm, every tool action must suit the arm's tool, tool parameters must fit the RA-610
     /// `tool_param` ranges and lie inside their process windows, windows need min < max and their documented
     /// unit, there is exactly one `unload` step (with an outfeed `ok` and a reject `ng` point), every event is
-    /// signalled by exactly one step and waited for by some lane, and the lanes do not deadlock. Throws the first
-    /// problem found. Any thread; reads the file synchronously (start-up, not the control thread).
+    /// signalled by exactly one step and waited for by some lane, and the lanes do not deadlock; then compiles it
+    /// for the cell (`CompiledRecipe.compile`: paths planned, at most `MeasurementKind.maximumScrews` screws) so
+    /// that what loads also runs. Throws the first problem found, naming this file. Any thread; reads the file
+    /// synchronously (start-up, not the control thread).
     public static func load(from path: String, cell: CellDefinition) throws(ConfigError) -> Recipe {
         let root = try loadConfigTable(path: path)
-        return try parse(root, cell: cell)
+        let recipe = try parse(root, cell: cell)
+        // What the controller compiles must compile (path planning, at most `MeasurementKind.maximumScrews` screw
+        // steps, …): its errors then name this file. (Found by the configuration fuzzer: a recipe with a fifth
+        // screw step loaded, and the daemon later failed naming only the recipe id.)
+        do throws(ConfigError) {
+            _ = try CompiledRecipe.compile(recipe, cell: CompiledCell.compile(cell))
+        } catch {
+            throw ConfigError(
+                filePath: path, fieldPath: error.fieldPath, kind: error.kind, message: error.message)
+        }
+        return recipe
     }
 
     static func parse(_ root: ConfigTable, cell: CellDefinition) throws(ConfigError) -> Recipe {
@@ -46,7 +58,7 @@ extension Recipe {
         guard let variant = Variant.allCases.first(where: { $0.name == variantWord }) else {
             throw root.error(
                 root.path.key("variant"), .invalidValue,
-                "unknown variant \"\(variantWord)\" (expected one of: \"LEFT\", \"RIGHT\")")
+                "unknown variant \"\(configExcerpt(variantWord))\" (expected one of: \"LEFT\", \"RIGHT\")")
         }
         let cycleTime = try root.number("ideal_cycle_time_seconds")
         guard cycleTime > 0, cycleTime <= maximumIdealCycleTimeSeconds else {
@@ -77,7 +89,7 @@ extension Recipe {
             guard unit == expectedUnit else {
                 throw window.error(
                     window.path.key("unit"), .invalidValue,
-                    "unit \"\(unit)\" is not this window's unit \"\(expectedUnit)\"")
+                    "unit \"\(configExcerpt(unit))\" is not this window's unit \"\(expectedUnit)\"")
             }
             guard minimum < maximum else {
                 throw window.error(
@@ -171,7 +183,7 @@ private struct RecipeLaneParser {
         for key in steps.sortedKeys where !laneNames.contains(key) {
             throw steps.error(
                 steps.path.key(key), .unknownReference,
-                "no arm or station named '\(key)' in the cell (lanes: \(laneNames.joined(separator: ", ")))")
+                "no arm or station named '\(configExcerpt(key))' in the cell (lanes: \(laneNames.joined(separator: ", ")))")
         }
 
         // Lane order for events and the deadlock check: arms (cell order), then the station.
@@ -242,7 +254,7 @@ private struct RecipeLaneParser {
                     lane.append(kind == "signal" ? .signal(name) : .waitFor(name))
                 default:
                     // stepKindAndArgument admits only the allowed kinds.
-                    throw stepTable.error(stepField, .unknownKey, "unknown step kind '\(kind)'")
+                    throw stepTable.error(stepField, .unknownKey, "unknown step kind '\(configExcerpt(kind))'")
                 }
             }
             pendingArms.append(lane)
@@ -266,7 +278,7 @@ private struct RecipeLaneParser {
                     EventUse(name: name, isSignal: kind == "signal", lane: stationLaneIndex, field: argumentField))
                 pendingStation.append(kind == "signal" ? .signal(name) : .waitFor(name))
             default:
-                throw stepTable.error(stepField, .unknownKey, "unknown step kind '\(kind)'")
+                throw stepTable.error(stepField, .unknownKey, "unknown step kind '\(configExcerpt(kind))'")
             }
         }
 
@@ -342,7 +354,7 @@ private struct RecipeLaneParser {
         let speedKey = RecipeConfigLimits.speedKey
         let keys = table.sortedKeys.filter { laneIsStation || $0 != speedKey }
         for key in keys where !allowed.contains(key) {
-            var message = "unknown step kind '\(key)' (expected one of: \(allowed.joined(separator: ", ")))"
+            var message = "unknown step kind '\(configExcerpt(key))' (expected one of: \(allowed.joined(separator: ", ")))"
             if key == "station" {
                 message += "; station actions belong in steps.\(cell.station.name)"
             } else if RecipeConfigLimits.armStepKinds.contains(key) {
@@ -385,7 +397,7 @@ private struct RecipeLaneParser {
         guard let point = arm.teachPoint(named: name) else {
             throw table.error(
                 field, .unknownReference,
-                "unknown teach point '\(name)' of arm '\(arm.name)' (it has: "
+                "unknown teach point '\(configExcerpt(name))' of arm '\(arm.name)' (it has: "
                     + "\(arm.teachPoints.map(\.name).joined(separator: ", ")))")
         }
         return point

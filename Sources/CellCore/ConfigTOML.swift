@@ -52,7 +52,7 @@ struct FieldPath: CustomStringConvertible {
             (scalar >= "a" && scalar <= "z") || (scalar >= "A" && scalar <= "Z") || (scalar >= "0" && scalar <= "9")
                 || scalar == "_" || scalar == "-"
         }
-        let shown = bare ? key : "\"\(key)\""
+        let shown = bare && key.count <= ConfigExcerptLimits.maximumCharacters ? key : "\"\(configExcerpt(key))\""
         return FieldPath(description: description.isEmpty ? shown : description + "." + shown)
     }
 
@@ -65,21 +65,159 @@ struct FieldPath: CustomStringConvertible {
 /// Reads `path` and parses it as TOML into a table of `ConfigValue`s.
 func loadConfigTable(path: String) throws(ConfigError) -> ConfigTable {
     let text = try readConfigText(path: path)
+    if let trap = TOMLPreflight.findParserTrap(in: text) {
+        throw ConfigError(
+            filePath: path, fieldPath: "", kind: .syntax, message: "TOML syntax error: \(trap.message)",
+            line: trap.line, column: trap.column)
+    }
     let root: TOMLTable
     do {
         root = try TOMLTable(string: text)
     } catch let error as TOMLParseError {
         let begin = error.source.begin
         throw ConfigError(
-            filePath: path, fieldPath: "", kind: .syntax, message: "TOML syntax error: \(error.description)",
+            filePath: path, fieldPath: "", kind: .syntax,
+            message: "TOML syntax error: "
+                + configExcerpt(error.description, maximumCharacters: ConfigExcerptLimits.maximumParserMessageCharacters),
             line: begin.line > 0 ? begin.line : nil, column: begin.column > 0 ? begin.column : nil)
     } catch {
-        throw ConfigError(filePath: path, fieldPath: "", kind: .syntax, message: "TOML syntax error: \(error)")
+        throw ConfigError(
+            filePath: path, fieldPath: "", kind: .syntax,
+            message: "TOML syntax error: "
+                + configExcerpt("\(error)", maximumCharacters: ConfigExcerptLimits.maximumParserMessageCharacters))
     }
     guard case .table(let entries) = convert(root) else {
         throw ConfigError(filePath: path, fieldPath: "", kind: .syntax, message: "the document is not a TOML table")
     }
     return ConfigTable(entries: entries, path: .root, filePath: path)
+}
+
+/// Input that toml++ (inside TOMLKit) does not survive, found before it parses.
+///
+/// toml++ 3.4 asserts (`!is_value_terminator(*cp)` in `parser::parse_value`, toml.hpp) when an array holds a `}`
+/// where a value should be (`a = [ }`, `a = [ 1, }`), and (`is_bare_key_character(*cp) || …` in
+/// `parser::parse_key`) when a table header starts with a character that cannot start a key (`[/a]`, `[.a]`): in
+/// a debug build those assertions abort the process; a release build reports a syntax error. Found by the
+/// configuration fuzzer (ConfigFuzzTests); the same input is rejected here, as a syntax error with its line and
+/// column, in every build. The scan is a small lexer (strings, comments, table headers, bracket nesting) that only
+/// ever reports these patterns, which are never valid TOML.
+enum TOMLPreflight {
+    struct Trap {
+        var line: Int
+        var column: Int
+        var message: String
+    }
+
+    static func findParserTrap(in text: String) -> Trap? {
+        let bytes = Array(text.utf8)
+        enum Open { case array, table }
+        var stack: [Open] = []
+        var line = 1
+        var lineStart = 0
+        var index = 0
+        /// Just after `[` of an array or a `,` inside one: the next token must be a value (or `]`).
+        var expectingArrayValue = false
+        var atLineStart = true
+        func byte(_ offset: Int) -> UInt8? { offset < bytes.count ? bytes[offset] : nil }
+        while index < bytes.count {
+            let c = bytes[index]
+            switch c {
+            case UInt8(ascii: "\n"):
+                line += 1
+                lineStart = index + 1
+                atLineStart = true
+                index += 1
+                continue
+            case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r"):
+                index += 1
+                continue
+            case UInt8(ascii: "#"):
+                while index < bytes.count && bytes[index] != UInt8(ascii: "\n") { index += 1 }
+                continue
+            default:
+                break
+            }
+            let wasAtLineStart = atLineStart
+            atLineStart = false
+            if c == UInt8(ascii: "}") && expectingArrayValue && stack.last == .array {
+                return Trap(
+                    line: line, column: index - lineStart + 1,
+                    message: "expected a value or closing ']' in an array, saw '}'")
+            }
+            expectingArrayValue = false
+            switch c {
+            case UInt8(ascii: "\""), UInt8(ascii: "'"):
+                // Strings, basic ("…", with escapes) or literal ('…'), single- or multi-line.
+                let multiLine = byte(index + 1) == c && byte(index + 2) == c
+                let escapes = c == UInt8(ascii: "\"")
+                index += multiLine ? 3 : 1
+                while index < bytes.count {
+                    let d = bytes[index]
+                    if escapes && d == UInt8(ascii: "\\") {
+                        index += 2
+                        continue
+                    }
+                    if d == UInt8(ascii: "\n") {
+                        if !multiLine { break }  // unterminated: toml++ reports it
+                        line += 1
+                        lineStart = index + 1
+                    }
+                    if d == c && (!multiLine || (byte(index + 1) == c && byte(index + 2) == c)) {
+                        index += multiLine ? 3 : 1
+                        // A multi-line string may end with up to two more quotes.
+                        while multiLine && byte(index) == c { index += 1 }
+                        break
+                    }
+                    index += 1
+                }
+                continue
+            case UInt8(ascii: "["):
+                if stack.isEmpty && wasAtLineStart {
+                    // A table header. toml++ asserts (`is_bare_key_character(*cp) || is_string_delimiter(*cp)` in
+                    // `parser::parse_key`) when its first key starts with anything but a bare-key character or a
+                    // quote (`[/a]`, `[.a]`, `[é]`, `[`): refuse that here.
+                    var first = index + 1
+                    if byte(first) == UInt8(ascii: "[") { first += 1 }
+                    while byte(first) == UInt8(ascii: " ") || byte(first) == UInt8(ascii: "\t") { first += 1 }
+                    let startsKey = byte(first).map { b in
+                        (b >= UInt8(ascii: "a") && b <= UInt8(ascii: "z")) || (b >= UInt8(ascii: "A") && b <= UInt8(ascii: "Z"))
+                            || (b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9")) || b == UInt8(ascii: "_")
+                            || b == UInt8(ascii: "-") || b == UInt8(ascii: "\"") || b == UInt8(ascii: "'")
+                            || b == UInt8(ascii: "]")
+                    } ?? false
+                    if !startsKey {
+                        return Trap(
+                            line: line, column: first - lineStart + 1,
+                            message: "a table header must start with a bare key (A-Z a-z 0-9 _ -) or a quoted key")
+                    }
+                    // Skip to the end of the line (its quoted keys are strings).
+                    while index < bytes.count && bytes[index] != UInt8(ascii: "\n") && bytes[index] != UInt8(ascii: "#") {
+                        if bytes[index] == UInt8(ascii: "\"") || bytes[index] == UInt8(ascii: "'") {
+                            let quote = bytes[index]
+                            index += 1
+                            while index < bytes.count && bytes[index] != quote && bytes[index] != UInt8(ascii: "\n") { index += 1 }
+                        }
+                        index += 1
+                    }
+                    continue
+                }
+                stack.append(.array)
+                expectingArrayValue = true
+            case UInt8(ascii: "{"):
+                stack.append(.table)
+            case UInt8(ascii: "]"):
+                if stack.last == .array { stack.removeLast() }
+            case UInt8(ascii: "}"):
+                if stack.last == .table { stack.removeLast() }
+            case UInt8(ascii: ","):
+                expectingArrayValue = stack.last == .array
+            default:
+                break
+            }
+            index += 1
+        }
+        return nil
+    }
 }
 
 /// The whole file as UTF-8 text; errors name the file and the system's reason.
@@ -155,7 +293,7 @@ struct ConfigTable {
         for key in sortedKeys where !allowed.contains(key) {
             throw error(
                 path.key(key), .unknownKey,
-                "unknown key '\(key)' (expected one of: \(allowed.sorted().joined(separator: ", ")))")
+                "unknown key '\(configExcerpt(key))' (expected one of: \(allowed.sorted().joined(separator: ", ")))")
         }
     }
 
@@ -252,7 +390,7 @@ struct ConfigTable {
         let text = try string(value, at: field, in: table)
         guard let word = Word(rawValue: text) else {
             let choices = Word.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
-            throw table.error(field, .invalidValue, "unknown \(what) \"\(text)\" (expected one of: \(choices))")
+            throw table.error(field, .invalidValue, "unknown \(what) \"\(configExcerpt(text))\" (expected one of: \(choices))")
         }
         return word
     }
@@ -278,10 +416,39 @@ enum ConfigName {
         -> String
     {
         guard isValid(name) else {
-            throw table.error(field, .invalidValue, "\"\(name)\" is not a valid \(what) (\(rule))")
+            throw table.error(field, .invalidValue, "\"\(configExcerpt(name))\" is not a valid \(what) (\(rule))")
         }
         return name
     }
+}
+
+/// Limits of text quoted from a file into an error message.
+enum ConfigExcerptLimits {
+    /// Longer text is cut to this many characters and "…" (a message stays one readable line).
+    static let maximumCharacters = 64
+    /// The TOML parser's own message (it quotes what it saw) is cut to this many characters.
+    static let maximumParserMessageCharacters = 300
+}
+
+/// `text` as quoted in an error message: control characters escaped (`\u{1B}`), at most
+/// `ConfigExcerptLimits.maximumCharacters` characters, then "…". (Found by the configuration fuzzer: a 100 kB string
+/// value made a 100 kB error line, and an ESC in a value reached the terminal.)
+func configExcerpt(_ text: String, maximumCharacters: Int = ConfigExcerptLimits.maximumCharacters) -> String {
+    var result = ""
+    var count = 0
+    for scalar in text.unicodeScalars {
+        if count == maximumCharacters {
+            result += "…"
+            break
+        }
+        if scalar.properties.generalCategory == .control || scalar == "\u{2028}" || scalar == "\u{2029}" {
+            result += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+        } else {
+            result.unicodeScalars.append(scalar)
+        }
+        count += 1
+    }
+    return result
 }
 
 /// Formats a number for messages without float noise (1.9, not 1.8999999999999999).

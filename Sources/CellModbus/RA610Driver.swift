@@ -22,6 +22,30 @@ public enum RA610Registers {
     public static let model: UInt16 = 610
 }
 
+/// What the driver accepts from an RA-610 as a plausible reply, from the datasheet alone. Modbus TCP has no checksum:
+/// a well-framed reply with corrupted register values (a faulty gateway, a device that is not an RA-610, a bug in
+/// its firmware) can only be told by values the datasheet says a real RA-610 never reports. Such a reply fails the
+/// exchange like bad data (`DeviceLink.state == .badData`, `detail == implausibleReplyDetail`) and the last good
+/// values stay in place. Thread: any (constants).
+public enum RA610Plausibility {
+    /// `status` bits 0..8 are defined; bits 9..15 are never set.
+    public static let definedStatusBits: UInt16 = 0x01FF
+    /// `status` bit 0 POWERED: "always set while it answers".
+    public static let poweredBit: UInt16 = 0x0001
+    /// `tool_state` bits 0..3 are defined.
+    public static let definedToolStateBits: UInt16 = 0x000F
+    /// `tool_kind` is 1, 2 or 3.
+    public static let toolKinds: ClosedRange<UInt16> = 1...3
+    /// The joint ranges are hard travel stops ("a joint never moves beyond them"); this much beyond is allowed for
+    /// the µrad encoding, rad.
+    public static let positionToleranceRadians = 0.001
+    /// A measured joint velocity above this multiple of the joint's maximum velocity is not physical (streaming
+    /// allows 1.5 × max velocity per period; the servo is critically damped and does not overshoot it).
+    public static let velocityFactor = 2.0
+    /// `DeviceLink.detail` of an exchange whose reply was rejected as implausible.
+    public static let implausibleReplyDetail: Int32 = -1
+}
+
 /// Encodes radians as the datasheet's i32 micro-radians, saturating at the i32 range.
 @inline(__always)
 func microradians(_ radians: Double) -> Int32 {
@@ -56,6 +80,8 @@ public final class RA610Driver: @unchecked Sendable {
     private let writeBuffer: UnsafeMutableBufferPointer<UInt16>
     private let readBuffer: UnsafeMutableBufferPointer<UInt16>
     private var needsIdentity = true
+    /// The datasheet's joint limits, for the plausibility check of every reply.
+    private let jointLimits = JointLimits.ra610
 
     /// - Parameters:
     ///   - responseTimeoutNanoseconds: the bound on one transaction; keep it well below the control period.
@@ -105,6 +131,7 @@ public final class RA610Driver: @unchecked Sendable {
             try client.writeAndReadRegisters(
                 writeAddress: RA610Registers.writeAddress, values: UnsafeBufferPointer(writeBuffer),
                 readAddress: RA610Registers.statusMirrorAddress, into: readBuffer)
+            try checkPlausible()
             decode(into: &inputs)
             inputs.link.state = .ok
             inputs.link.detail = 0
@@ -117,6 +144,9 @@ public final class RA610Driver: @unchecked Sendable {
     private func readIdentity(into link: inout DeviceLink) throws(ModbusError) {
         let identity = UnsafeMutableBufferPointer(rebasing: readBuffer[0..<RA610Registers.identityCount])
         try client.readInputRegisters(address: RA610Registers.identityAddress, into: identity)
+        guard identity[0] == RA610Registers.model else {
+            throw .badData(errno: RA610Plausibility.implausibleReplyDetail)
+        }
         link.model = identity[0]
         link.firmware = identity[1]
         link.serialNumber = uint32(high: identity[2], low: identity[3])
@@ -134,6 +164,27 @@ public final class RA610Driver: @unchecked Sendable {
             let value = UInt32(bitPattern: microradians(outputs.targetsRadians[joint]))
             writeBuffer[RA610Registers.targetOffset + 2 * joint] = UInt16(truncatingIfNeeded: value >> 16)
             writeBuffer[RA610Registers.targetOffset + 2 * joint + 1] = UInt16(truncatingIfNeeded: value)
+        }
+    }
+
+    /// Throws `.badData` when the status mirror in `readBuffer` holds values no RA-610 reports (see
+    /// `RA610Plausibility`). Does not allocate.
+    private func checkPlausible() throws(ModbusError) {
+        let r = readBuffer
+        let implausible = ModbusError.badData(errno: RA610Plausibility.implausibleReplyDetail)
+        guard r[0] & ~RA610Plausibility.definedStatusBits == 0, r[0] & RA610Plausibility.poweredBit != 0,
+            r[3] & ~RA610Plausibility.definedToolStateBits == 0, RA610Plausibility.toolKinds.contains(r[8])
+        else { throw implausible }
+        let tolerance = RA610Plausibility.positionToleranceRadians
+        for joint in 0..<armJointCount {
+            let p = RA610Registers.actualPositionOffset + 2 * joint
+            let v = RA610Registers.actualVelocityOffset + 2 * joint
+            let position = Double(int32(high: r[p], low: r[p + 1])) / 1_000_000
+            let velocity = Double(int32(high: r[v], low: r[v + 1])) / 1_000_000
+            guard position >= jointLimits.positionMinimumRadians[joint] - tolerance,
+                position <= jointLimits.positionMaximumRadians[joint] + tolerance,
+                abs(velocity) <= jointLimits.maximumVelocityRadiansPerSecond[joint] * RA610Plausibility.velocityFactor
+            else { throw implausible }
         }
     }
 

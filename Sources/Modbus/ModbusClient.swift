@@ -93,6 +93,12 @@ public final class ModbusClient: @unchecked Sendable {
     public static let maximumUnitID: UInt8 = 247
 
     private let context: OpaquePointer
+    /// The request ADU being built (MBAP header and PDU), `ModbusLimits.maximumADUBytes` bytes.
+    private let requestFrame: UnsafeMutablePointer<UInt8>
+    /// The reply ADU as libmodbus framed it, `ModbusLimits.maximumADUBytes` bytes.
+    private let replyFrame: UnsafeMutablePointer<UInt8>
+    /// Transaction id of the last request (incremented, wrapping, per request).
+    private var transactionID: UInt16 = 0
     private var jitter: SplitMix64
     /// True once the current connection answered a request (normal or exception reply).
     private var connectionProven = false
@@ -136,6 +142,10 @@ public final class ModbusClient: @unchecked Sendable {
                 "libmodbus cannot create a context for \(host):\(port) (errno \(lampcell_modbus_errno()))")
         }
         context = created
+        requestFrame = .allocate(capacity: ModbusLimits.maximumADUBytes)
+        requestFrame.initialize(repeating: 0, count: ModbusLimits.maximumADUBytes)
+        replyFrame = .allocate(capacity: ModbusLimits.maximumADUBytes)
+        replyFrame.initialize(repeating: 0, count: ModbusLimits.maximumADUBytes)
         self.host = host
         self.port = port
         self.unitID = unitID
@@ -154,6 +164,8 @@ public final class ModbusClient: @unchecked Sendable {
     deinit {
         modbus_close(context)
         modbus_free(context)
+        requestFrame.deallocate()
+        replyFrame.deallocate()
     }
 
     // MARK: Connection
@@ -237,16 +249,45 @@ public final class ModbusClient: @unchecked Sendable {
         try attemptConnect(nowNanoseconds: now)
     }
 
-    /// Runs one libmodbus request and applies the error and resync policy.
-    @inline(__always)
-    private func perform(_ request: (OpaquePointer) -> Int32) throws(ModbusError) {
+    /// One transaction: the PDU already in `requestFrame[7..<7 + pduLength]` goes out with a fresh MBAP header
+    /// (transaction id, protocol 0, length, unit id); libmodbus receives and frames the reply (its response
+    /// timeout; no byte timeout); then the reply is checked here in full and its PDU length returned (function code
+    /// at `replyFrame[7]`). Applies the error and resync policy.
+    ///
+    /// Why not libmodbus' own request functions: over TCP, libmodbus 3.1.6 checks neither the reply's unit id nor
+    /// its protocol id (found by the hostile-device fuzzer, CellModbusTests: a reply with a wrong unit id was taken
+    /// as the device's). Here every field is checked: transaction id, protocol id 0, the MBAP length against the
+    /// frame, unit id, function code (or its exception), byte count or echo. Any mismatch is `.badData` and the
+    /// connection is dropped (the stream cannot be trusted to be in step any more). Does not allocate.
+    private func transact(pduLength: Int) throws(ModbusError) -> Int {
         try ensureConnected()
         requestCount += 1
-        if request(context) >= 0 {
-            proveConnection()
-            return
+        transactionID &+= 1
+        let frame = requestFrame
+        frame[0] = UInt8(truncatingIfNeeded: transactionID >> 8)
+        frame[1] = UInt8(truncatingIfNeeded: transactionID)
+        frame[2] = 0
+        frame[3] = 0
+        frame[4] = UInt8(truncatingIfNeeded: (pduLength + 1) >> 8)
+        frame[5] = UInt8(truncatingIfNeeded: pduLength + 1)
+        frame[6] = unitID
+        let replyLength: Int32
+        if let failure = sendRequest(length: ModbusLimits.mbapHeaderBytes + pduLength) {
+            replyLength = -1
+            lampcell_modbus_set_errno(failure)
+        } else {
+            replyLength = modbus_receive_confirmation(context, replyFrame)
         }
-        let error = ModbusError(requestErrno: lampcell_modbus_errno())
+        var error: ModbusError
+        if replyLength >= 0 {
+            guard let problem = checkReply(length: Int(replyLength)) else {
+                proveConnection()
+                return Int(replyLength) - ModbusLimits.mbapHeaderBytes
+            }
+            error = problem
+        } else {
+            error = ModbusError(requestErrno: lampcell_modbus_errno())
+        }
         errorCount += 1
         switch error {
         case .exception, .unknownException:
@@ -256,9 +297,106 @@ public final class ModbusClient: @unchecked Sendable {
             if case .timeout = error { timeoutCount += 1 }
             dropConnection()
         case .notConnected, .connectFailed, .invalidArgument:
-            break
+            error = .connectionLost(errno: EIO)
+            dropConnection()
         }
         throw error
+    }
+
+    /// Writes the request on libmodbus' socket, waiting at most the response timeout for room. Returns nil or an
+    /// errno.
+    private func sendRequest(length: Int) -> Int32? {
+        let socket = modbus_get_socket(context)
+        guard socket >= 0 else { return ENOTCONN }
+        let deadline = lampcell_monotonic_ns() &+ responseTimeoutNanoseconds
+        var offset = 0
+        while offset < length {
+            let sent = send(socket, requestFrame + offset, length - offset, Int32(MSG_NOSIGNAL))
+            if sent > 0 {
+                offset += sent
+                continue
+            }
+            let code = sent < 0 ? lampcell_modbus_errno() : EPIPE
+            if code == EINTR { continue }
+            guard code == EAGAIN || code == EWOULDBLOCK else { return code }
+            let now = lampcell_monotonic_ns()
+            guard now < deadline else { return ETIMEDOUT }
+            var poller = pollfd(fd: socket, events: Int16(POLLOUT), revents: 0)
+            _ = poll(&poller, 1, Int32(max(1, (deadline - now) / 1_000_000)))
+        }
+        return nil
+    }
+
+    /// nil when the reply in `replyFrame` (`length` bytes) answers the request in `requestFrame`; otherwise the
+    /// error: the device's exception, or `.badData` for anything malformed.
+    private func checkReply(length: Int) -> ModbusError? {
+        let request = requestFrame
+        let reply = replyFrame
+        let header = ModbusLimits.mbapHeaderBytes
+        let bad = ModbusError.badData(errno: Int32(LAMPCELL_EMBBADDATA))
+        guard length >= header + 2, length <= ModbusLimits.maximumADUBytes else { return bad }
+        // MBAP: same transaction id, protocol 0, a length that matches the frame, the unit asked.
+        guard reply[0] == request[0], reply[1] == request[1], reply[2] == 0, reply[3] == 0,
+            Int(reply[4]) << 8 | Int(reply[5]) == length - 6
+        else { return bad }
+        guard reply[6] == request[6] else { return .badData(errno: Int32(LAMPCELL_EMBBADSLAVE)) }
+        let function = request[7]
+        if reply[7] == function | 0x80 {
+            guard length == header + 2 else { return bad }
+            let code = reply[8]
+            return ModbusExceptionCode(rawValue: code).map(ModbusError.exception) ?? .unknownException(rawCode: code)
+        }
+        guard reply[7] == function else { return bad }
+        func word(_ frame: UnsafeMutablePointer<UInt8>, _ offset: Int) -> Int {
+            Int(frame[offset]) << 8 | Int(frame[offset + 1])
+        }
+        switch function {
+        case 0x01, 0x02:
+            let count = word(request, 10)
+            guard Int(reply[8]) == (count + 7) / 8, length == header + 2 + Int(reply[8]) else { return bad }
+        case 0x03, 0x04:
+            let count = word(request, 10)
+            guard Int(reply[8]) == 2 * count, length == header + 2 + Int(reply[8]) else { return bad }
+        case 0x17:
+            let count = word(request, 10)  // read quantity
+            guard Int(reply[8]) == 2 * count, length == header + 2 + Int(reply[8]) else { return bad }
+        case 0x05, 0x06, 0x0F, 0x10:
+            // The echo: address and value (0x05, 0x06) or address and quantity (0x0F, 0x10).
+            guard length == header + 5 else { return bad }
+            for offset in 8..<12 where reply[offset] != request[offset] { return bad }
+        default:
+            return bad
+        }
+        return nil
+    }
+
+    /// Puts a 16-bit big-endian value into the request PDU at `offset` (from the frame's start).
+    @inline(__always)
+    private func put(_ value: Int, at offset: Int) {
+        requestFrame[offset] = UInt8(truncatingIfNeeded: value >> 8)
+        requestFrame[offset + 1] = UInt8(truncatingIfNeeded: value)
+    }
+
+    /// A read request (0x01…0x04): function, address, quantity.
+    private func readRequest(_ function: UInt8, address: Int, count: Int) -> Int {
+        requestFrame[7] = function
+        put(address, at: 8)
+        put(count, at: 10)
+        return 5
+    }
+
+    /// Registers of a checked reply (0x03, 0x04, 0x17) into `values`.
+    private func decodeRegisters(into values: UnsafeMutablePointer<UInt16>, count: Int) {
+        for index in 0..<count {
+            values[index] = UInt16(replyFrame[9 + 2 * index]) << 8 | UInt16(replyFrame[10 + 2 * index])
+        }
+    }
+
+    /// Bits of a checked reply (0x01, 0x02) into `values`, one per byte (0 or 1), LSB first.
+    private func decodeBits(into values: UnsafeMutablePointer<UInt8>, count: Int) {
+        for index in 0..<count {
+            values[index] = (replyFrame[9 + index / 8] >> UInt8(index % 8)) & 1
+        }
     }
 
     private func proveConnection() {
@@ -306,7 +444,8 @@ public final class ModbusClient: @unchecked Sendable {
         try checkRange("read holding registers", address: address, count: values.count,
             limit: ModbusLimits.maximumReadRegisters)
         guard let base = values.baseAddress else { return }
-        try perform { modbus_read_registers($0, Int32(address), Int32(values.count), base) }
+        _ = try transact(pduLength: readRequest(0x03, address: address, count: values.count))
+        decodeRegisters(into: base, count: values.count)
     }
 
     /// 0x04: reads `values.count` (1...125) input registers from `address`. Thread: the owner.
@@ -316,14 +455,16 @@ public final class ModbusClient: @unchecked Sendable {
         try checkRange("read input registers", address: address, count: values.count,
             limit: ModbusLimits.maximumReadRegisters)
         guard let base = values.baseAddress else { return }
-        try perform { modbus_read_input_registers($0, Int32(address), Int32(values.count), base) }
+        _ = try transact(pduLength: readRequest(0x04, address: address, count: values.count))
+        decodeRegisters(into: base, count: values.count)
     }
 
     /// 0x01: reads `values.count` (1...2000) coils from `address`, one bit per byte (0 or 1). Thread: the owner.
     public func readCoils(address: Int, into values: UnsafeMutableBufferPointer<UInt8>) throws(ModbusError) {
         try checkRange("read coils", address: address, count: values.count, limit: ModbusLimits.maximumReadBits)
         guard let base = values.baseAddress else { return }
-        try perform { modbus_read_bits($0, Int32(address), Int32(values.count), base) }
+        _ = try transact(pduLength: readRequest(0x01, address: address, count: values.count))
+        decodeBits(into: base, count: values.count)
     }
 
     /// 0x02: reads `values.count` (1...2000) discrete inputs from `address`, one bit per byte. Thread: the owner.
@@ -333,13 +474,17 @@ public final class ModbusClient: @unchecked Sendable {
         try checkRange("read discrete inputs", address: address, count: values.count,
             limit: ModbusLimits.maximumReadBits)
         guard let base = values.baseAddress else { return }
-        try perform { modbus_read_input_bits($0, Int32(address), Int32(values.count), base) }
+        _ = try transact(pduLength: readRequest(0x02, address: address, count: values.count))
+        decodeBits(into: base, count: values.count)
     }
 
     /// 0x06: writes one holding register. Thread: the owner.
     public func writeSingleRegister(address: Int, value: UInt16) throws(ModbusError) {
         try checkRange("write single register", address: address, count: 1, limit: 1)
-        try perform { modbus_write_register($0, Int32(address), value) }
+        requestFrame[7] = 0x06
+        put(address, at: 8)
+        put(Int(value), at: 10)
+        _ = try transact(pduLength: 5)
     }
 
     /// 0x10: writes `values.count` (1...123) holding registers from `address`. Thread: the owner.
@@ -347,13 +492,21 @@ public final class ModbusClient: @unchecked Sendable {
         try checkRange("write registers", address: address, count: values.count,
             limit: ModbusLimits.maximumWriteRegisters)
         guard let base = values.baseAddress else { return }
-        try perform { modbus_write_registers($0, Int32(address), Int32(values.count), base) }
+        requestFrame[7] = 0x10
+        put(address, at: 8)
+        put(values.count, at: 10)
+        requestFrame[12] = UInt8(2 * values.count)
+        for index in 0..<values.count { put(Int(base[index]), at: 13 + 2 * index) }
+        _ = try transact(pduLength: 6 + 2 * values.count)
     }
 
     /// 0x05: writes one coil (sent as 0xFF00 or 0x0000). Thread: the owner.
     public func writeSingleCoil(address: Int, value: Bool) throws(ModbusError) {
         try checkRange("write single coil", address: address, count: 1, limit: 1)
-        try perform { modbus_write_bit($0, Int32(address), value ? 1 : 0) }
+        requestFrame[7] = 0x05
+        put(address, at: 8)
+        put(value ? 0xFF00 : 0x0000, at: 10)
+        _ = try transact(pduLength: 5)
     }
 
     /// 0x0F: writes `values.count` (1...1968) coils from `address`, one bit per byte (non-zero = on).
@@ -361,7 +514,14 @@ public final class ModbusClient: @unchecked Sendable {
     public func writeCoils(address: Int, values: UnsafeBufferPointer<UInt8>) throws(ModbusError) {
         try checkRange("write coils", address: address, count: values.count, limit: ModbusLimits.maximumWriteBits)
         guard let base = values.baseAddress else { return }
-        try perform { modbus_write_bits($0, Int32(address), Int32(values.count), base) }
+        requestFrame[7] = 0x0F
+        put(address, at: 8)
+        put(values.count, at: 10)
+        let byteCount = (values.count + 7) / 8
+        requestFrame[12] = UInt8(byteCount)
+        for index in 0..<byteCount { requestFrame[13 + index] = 0 }
+        for index in 0..<values.count where base[index] != 0 { requestFrame[13 + index / 8] |= 1 << UInt8(index % 8) }
+        _ = try transact(pduLength: 6 + byteCount)
     }
 
     /// 0x17: writes `values` (1...121 registers) at `writeAddress`, then reads `readValues.count` (1...125)
@@ -376,11 +536,15 @@ public final class ModbusClient: @unchecked Sendable {
         try checkRange("write/read registers (read part)", address: readAddress, count: readValues.count,
             limit: ModbusLimits.maximumReadWriteReadRegisters)
         guard let source = values.baseAddress, let destination = readValues.baseAddress else { return }
-        try perform {
-            modbus_write_and_read_registers(
-                $0, Int32(writeAddress), Int32(values.count), source,
-                Int32(readAddress), Int32(readValues.count), destination)
-        }
+        requestFrame[7] = 0x17
+        put(readAddress, at: 8)
+        put(readValues.count, at: 10)
+        put(writeAddress, at: 12)
+        put(values.count, at: 14)
+        requestFrame[16] = UInt8(2 * values.count)
+        for index in 0..<values.count { put(Int(source[index]), at: 17 + 2 * index) }
+        _ = try transact(pduLength: 10 + 2 * values.count)
+        decodeRegisters(into: destination, count: readValues.count)
     }
 }
 
