@@ -487,7 +487,7 @@ struct ConfigFuzzTests {
                 for index in 0..<perFile {
                     let (bytes, mutation) = ConfigMutator.mutate(original, &random)
                     let path = directoryPath + "/\(index)-" + (target.source as NSString).lastPathComponent
-                    FileManager.default.createFile(atPath: path, contents: Data(bytes))
+                    _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
                     let context = "seed \(seed) \(target.source) mutant \(index): \(mutation.description)"
                     let started = DispatchTime.now().uptimeNanoseconds
                     let error = loadThroughLoader(target, path: path, cell: cell, log: log, context: context)

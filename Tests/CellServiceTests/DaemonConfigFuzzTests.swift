@@ -171,7 +171,7 @@ struct DaemonConfigFuzzTests {
                 continue  // loads: not for this test
             } catch {
                 message = "\(error)"
-                namedFile = (error as? ConfigError)?.filePath ?? ""
+                namedFile = error.filePath
             }
             mutants.append(
                 DaemonMutant(
