@@ -110,7 +110,8 @@ struct CycleLowerBound {
     }
 
     /// Runs `lamps` cycles of every lane of `recipe` on `cell` and takes the figures from the last half.
-    static func compute(recipe: CompiledRecipe, cell: CompiledCell, lamps: Int = 12) throws -> CycleLowerBound {
+    /// `trace` prints every step of the middle lamp (LAMPBENCH_TRACE_BOUND=1).
+    static func compute(recipe: CompiledRecipe, cell: CompiledCell, lamps: Int = 12, trace: Bool = false) throws -> CycleLowerBound {
         struct LaneState {
             var time = 0.0
             var index = 0
@@ -172,6 +173,10 @@ struct CycleLowerBound {
                         signals[event].append(state.time)
                     }
                     if blocked { break }
+                    if trace, lanes[laneIndex].cycles == lamps / 2 {
+                        print(String(format: "bound trace: lane %d step %2d %8.3f → %8.3f s  %@", laneIndex, state.index,
+                            lanes[laneIndex].time, state.time, "\(step)"))
+                    }
                     state.index += 1
                     if state.index == lane.steps.count {
                         state.index = 0

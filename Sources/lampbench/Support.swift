@@ -9,7 +9,7 @@ struct Distribution {
     private(set) var sorted: [Double]
 
     init(_ values: [Double]) { sorted = values.sorted() }
-    init(_ values: [UInt64]) { sorted = values.map(Double.init).sorted() }
+    init(_ values: [UInt64]) { sorted = values.map { Double($0) }.sorted() }
 
     var count: Int { sorted.count }
     var mean: Double { sorted.isEmpty ? 0 : sorted.reduce(0, +) / Double(sorted.count) }

@@ -22,7 +22,7 @@ while let argument = arguments.popFirst() {
     switch argument {
     case "--only": onlyText = arguments.popFirst() ?? ""
     case "--scale":
-        guard let value = arguments.popFirst().flatMap(Double.init), value > 0 else {
+        guard let value = arguments.popFirst().flatMap { Double($0) }, value > 0 else {
             print("lampbench: --scale needs a positive number\n\(usage)")
             exit(64)
         }
@@ -100,7 +100,8 @@ if selected.contains(5) || selected.contains(8) {
             let cell = try CompiledCell.compile(definition)
             let recipe = try CompiledRecipe.compile(
                 try Recipe.load(from: repository + "/Hardware/recipes/left.toml", cell: definition), cell: cell)
-            let bound = try CycleLowerBound.compute(recipe: recipe, cell: cell)
+            let bound = try CycleLowerBound.compute(
+                recipe: recipe, cell: cell, trace: ProcessInfo.processInfo.environment["LAMPBENCH_TRACE_BOUND"] != nil)
             let reference = String(
                 format: "lower bound %.2f s (takt %.2f s; recipe's ideal_cycle_time %.1f s)", bound.lampCycleSeconds,
                 bound.taktSeconds, recipe.idealCycleTimeSeconds)
