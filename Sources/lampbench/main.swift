@@ -22,7 +22,7 @@ while let argument = arguments.popFirst() {
     switch argument {
     case "--only": onlyText = arguments.popFirst() ?? ""
     case "--scale":
-        guard let value = arguments.popFirst().flatMap { Double($0) }, value > 0 else {
+        guard let value = arguments.popFirst().flatMap({ Double($0) }), value > 0 else {
             print("lampbench: --scale needs a positive number\n\(usage)")
             exit(64)
         }
@@ -75,7 +75,7 @@ fflush(nil)
 
 let table = ResultTable()
 let controlWindow1ms = 120 * scale
-let controlWindow4ms = 240 * scale
+let controlWindow4ms = 400 * scale  // 100,000 periods
 let daemonWindow = 180 * scale
 
 if selected.contains(4) { MotionBenchmark.run(repository: repository, cases: max(1000, Int(100_000 * scale)), table: table) }
