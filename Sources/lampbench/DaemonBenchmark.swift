@@ -87,7 +87,8 @@ enum DaemonBenchmark {
             }
             let cellText = try String(contentsOfFile: repository + "/Hardware/cell.toml", encoding: .utf8)
             try rewriteCell(cellText, ports: ports).write(toFile: directory + "/cell.toml", atomically: true, encoding: .utf8)
-            let socket = directory + "/state/api.sock"
+            // A short path: a Unix socket's path is limited to 107 bytes, and a clone may sit deep.
+            let socket = "/tmp/lampbench-\(getpid())-api.sock"
             // Production's [control] (Systemd/lampcelld.toml) but the development arm watchdog (300 ms): this 2-core
             // VM is shared, and a 100 ms watchdog trips on its stalls.
             let config = """
