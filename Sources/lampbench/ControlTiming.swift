@@ -221,7 +221,7 @@ enum ControlTimingBenchmark {
                         reference: stateNote))
             }
             if includeWork {
-                for (phase, name) in [(ControlPhase.read, "read (3× 0x17 + 4 station reads)"), (.step, "step"), (.write, "write + snapshot")] {
+                for (phase, name) in [(ControlPhase.read, "read (3× 0x17 + station reads)"), (.step, "step"), (.write, "write + snapshot")] {
                     guard let f = figures[phase] else { continue }
                     table.add(
                         ResultRow(
