@@ -1,27 +1,37 @@
 # LampCell — the two commands a newcomer needs:
 #   make run    installs what is missing, builds, and runs the simulated cell
 #   make test   installs what is missing, builds, and runs every test
+#   make bench  benchmarks (release build, ~15 min; docs/BENCHMARKS.md); BENCH=1,3 or BENCH=modbus picks items
 SHELL := /bin/bash
 SWIFT ?= swift
 export PATH := $(PATH):/opt/swift/usr/bin
 
 # Debian packages the build, the tests and the simulator need.
 DEBIAN_PACKAGES := libmodbus-dev libsystemd-dev pkg-config mbpoll systemd
+# Only `make bench` needs these: cyclictest (the machine's own wake-up latency) and a C compiler for the C client.
+BENCH_PACKAGES := rt-tests build-essential
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build release run sim test clean install
+.PHONY: all deps bench-deps build release run sim test bench clean install
 
 all: build
 
-# Installs the Debian packages that are missing (asks apt only when something is missing).
-deps:
-	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+# Installs the Debian packages of $(1) that are missing (asks apt only when something is missing).
+define install_missing
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "make: installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(DEBIAN_PACKAGES))
+
+bench-deps: deps
+	$(call install_missing,$(BENCH_PACKAGES))
 
 build: deps
 	$(SWIFT) build
@@ -45,6 +55,18 @@ sim: deps
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --no-parallel
+
+# Every benchmark of docs/BENCHMARKS.md in one run (release build), one table, also written to
+# .build/bench/latest.md. Not part of `make test`. BENCH=1,3,7 (or control,work,modbus,motion,cycle,shift,ledger,
+# footprint) picks items; BENCH_SCALE=0.1 shortens every window (a smoke run). Run as root for SCHED_FIFO.
+BENCH ?=
+BENCH_SCALE ?=
+bench: bench-deps
+	$(SWIFT) build -c release --product lampcelld
+	$(SWIFT) build -c release --product lampsim
+	$(SWIFT) build -c release --product lampbench
+	$$($(SWIFT) build -c release --show-bin-path)/lampbench $(if $(BENCH),--only $(BENCH)) \
+	  $(if $(BENCH_SCALE),--scale $(BENCH_SCALE))
 
 clean:
 	rm -rf .build

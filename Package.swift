@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "lampsim", targets: ["lampsim"]),
         .executable(name: "lampcelld", targets: ["lampcelld"]),
         .executable(name: "lampctl", targets: ["lampctl"]),
+        .executable(name: "lampbench", targets: ["lampbench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -96,6 +97,17 @@ let package = Package(
             dependencies: [
                 "ControlAPI", "Ledger", "CellCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
+        // Benchmarks (`make bench`, docs/BENCHMARKS.md): whole-process and micro figures beside their references.
+        // Links CAllocationCounter (interposes malloc in this executable only) to count allocations per period.
+        .executableTarget(
+            name: "lampbench",
+            dependencies: [
+                "CellService", "CellSimulator", "CellModbus", "CellCore", "CellRuntime", "Modbus", "Motion", "Ledger",
+                "CRealtime", "CAllocationCounter",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
             ]),
 
         // Tests.
