@@ -74,11 +74,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
+        // Virtual-time mode: the controller against the in-process models, seeded faults, invariants, campaigns.
+        .target(
+            name: "CellCampaign",
+            dependencies: [
+                "CellCore", "CellSimulator", "CellModbus", "CellService", "Modbus", "Ledger", "CRealtime", "Motion",
+            ]),
+
         // Executables.
         .executableTarget(
             name: "lampsim",
             dependencies: [
-                "CellSimulator", "CellCore",
+                "CellSimulator", "CellCore", "CellCampaign",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -129,6 +136,9 @@ let package = Package(
                 "ControlAPI", "CellService", "CellSimulator", "CellCore", "CellRuntime", "CRealtime",
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        .testTarget(
+            name: "CellCampaignTests",
+            dependencies: ["CellCampaign", "CellCore", "CellSimulator", "Ledger", "Motion"]),
         .testTarget(
             name: "CellSimulatorTests",
             dependencies: ["CellSimulator", "CellCore", "Modbus", "CRealtime"]),
