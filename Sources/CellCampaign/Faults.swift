@@ -98,13 +98,23 @@ public struct FaultSchedule: Sendable {
     }
 }
 
-/// Draws episodes from a deck (every enabled kind once, shuffled by the seed, then again).
+/// Draws episodes from a deck: every enabled kind once, then again. The first round is the canonical order
+/// rotated by `rotationStep × seed` (consecutive seeds start at different kinds, so a few short seeds together
+/// cover every kind); later rounds are shuffled by the seed.
 struct EpisodeDeck {
     private var deck: [FaultKind] = []
     private let kinds: [FaultKind]
+    /// Rotation of the first round per seed.
+    static let rotationStep = 7
 
-    init(kinds: Set<FaultKind>) {
-        self.kinds = FaultKind.episodes.filter { kinds.contains($0) }
+    init(kinds: Set<FaultKind>, seed: UInt64) {
+        let enabled = FaultKind.episodes.filter { kinds.contains($0) }
+        self.kinds = enabled
+        if !enabled.isEmpty {
+            let offset = Int((seed &* UInt64(Self.rotationStep)) % UInt64(enabled.count))
+            // `deck` is drawn from its end.
+            deck = Array((enabled[offset...] + enabled[..<offset]).reversed())
+        }
     }
 
     var isEmpty: Bool { kinds.isEmpty }

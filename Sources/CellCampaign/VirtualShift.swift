@@ -279,7 +279,7 @@ public final class VirtualShift {
             softwareVersion: "lampsim shift \(LampCellVersion.current)")
         serials.next = try writer.ledger.highestSerialSequence() + 1
 
-        deck = EpisodeDeck(kinds: configuration.faults.kinds)
+        deck = EpisodeDeck(kinds: configuration.faults.kinds, seed: configuration.seed)
         stream = StreamChecker(
             limits: compiledCell.arms.map(\.limits), periodSeconds: Double(configuration.settings.periodNanoseconds) / 1e9)
         report = ShiftReport(seed: configuration.seed, simulatedNanoseconds: configuration.durationNanoseconds)
