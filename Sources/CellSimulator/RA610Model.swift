@@ -397,6 +397,9 @@ public final class RA610Model: ModbusDevice {
     }
 
     /// Critically damped tracking, x'' = ωn²(r − x) − 2ωn x', of a reference r(t) = r0 + s·t, solved exactly.
+    /// Magnitude below which the servo's decaying error terms are flushed to 0 (see `trackExactly`).
+    static let flushBelow = 1e-200
+
     /// Every joint at once (lanes 0..5; the same arithmetic as joint by joint).
     private func trackExactly(
         _ positions: inout SIMD8<Double>, _ velocities: inout SIMD8<Double>, referenceAtStart r0: SIMD8<Double>,
@@ -405,8 +408,14 @@ public final class RA610Model: ModbusDevice {
         let wn = RA610Limits.servoNaturalFrequencyRadiansPerSecond
         // Error e = x − r obeys e'' + 2ωn e' + ωn² e = −2ωn s: particular solution −2s/ωn, homogeneous (A + Bt)e^(−ωn t).
         let particular = -2 * s / wn
-        let a = positions - r0 - particular
-        let b = (velocities - s) + wn * a
+        // The homogeneous part decays by e^(−ωn t) every step; a joint resting at exactly 0 rad would take it down
+        // into subnormal numbers, which cost a hundred times a normal multiplication. Below 1e-200 (rad, rad/s) it
+        // is flushed to exactly 0: far below anything a register can show.
+        let tiny = SIMD8<Double>(repeating: Self.flushBelow)
+        var a = positions - r0 - particular
+        a.replace(with: 0, where: (a .< tiny) .& (-tiny .< a))
+        var b = (velocities - s) + wn * a
+        b.replace(with: 0, where: (b .< tiny) .& (-tiny .< b))
         let decay = exp(-wn * t)
         let u = (a + b * t) * decay
         let du = (b - wn * (a + b * t)) * decay
