@@ -81,6 +81,17 @@ struct VirtualShiftTests {
     }
 }
 
+@Suite("Regressions found by the campaign")
+struct CampaignRegressionTests {
+    @Test("Seed 101: an abort raised inside the period's run left ENABLE|STREAM in that period's outputs")
+    func abortInsideRunPowersOff() throws {
+        // Before the fix: `enabled-while-aborted` at period 45 263 (arm assembler commanded ENABLE|STREAM in
+        // Aborting after a failed tool request). CellController now turns the servos off on entering Aborting.
+        let report = try VirtualShift(configuration: configuration(seed: 101, minutes: 3.1)).run()
+        #expect(report.injected.total > 0)
+    }
+}
+
 @Suite("Invariants are live")
 struct InvariantLivenessTests {
     @Test("A setpoint pushed too far in one period breaks the configured-limit invariant")
