@@ -34,9 +34,9 @@ func configuration(seed: UInt64, minutes: Double, faults: Set<FaultKind>? = nil)
 struct VirtualShiftTests {
     @Test("The same seed twice gives the same report and the same ledger; another seed differs")
     func determinism() throws {
-        let first = try VirtualShift(configuration: configuration(seed: 11, minutes: 2)).run()
-        let again = try VirtualShift(configuration: configuration(seed: 11, minutes: 2)).run()
-        let other = try VirtualShift(configuration: configuration(seed: 12, minutes: 2)).run()
+        let first = try VirtualShift(configuration: configuration(seed: 11, minutes: 1.5)).run()
+        let again = try VirtualShift(configuration: configuration(seed: 11, minutes: 1.5)).run()
+        let other = try VirtualShift(configuration: configuration(seed: 12, minutes: 1.5)).run()
         #expect(first.injected.total > 0)
         #expect(first == again)
         #expect(first.text(includeWallTime: false) == again.text(includeWallTime: false))
@@ -48,7 +48,8 @@ struct VirtualShiftTests {
 
     @Test("A shift without faults makes lamps at about the recipe's cycle time, OEE near 1")
     func cleanShift() throws {
-        var clean = try configuration(seed: 3, minutes: 8)
+        let minutes = 5.0
+        var clean = try configuration(seed: 3, minutes: minutes)
         clean.faults = .none
         clean.defectRate = 0
         let shift = try VirtualShift(configuration: clean)
@@ -56,21 +57,25 @@ struct VirtualShiftTests {
         let ideal = shift.compiledRecipes[0].idealCycleTimeSeconds
         #expect(report.injected.total == 0)
         #expect(report.lampsNG == 0 && report.lampsScrapped == 0)
-        // 8 minutes at ~26 s: the first lamp includes the start-up.
-        #expect(report.lampsOK >= Int(8 * 60 / ideal) - 2)
+        // Each lamp takes about the ideal cycle from housing pick to release; lamps follow each other at the
+        // recipe's takt (~30 s, a little above its 26 s ideal cycle: the loader's return to the infeed does not
+        // overlap), and the first one includes the start-up: at least 70 % of the ideal count.
+        #expect(Double(report.lampsOK) >= 0.7 * minutes * 60 / ideal)
         #expect(abs(report.meanCycleSeconds - ideal) / ideal < 0.05)
         #expect((report.oee.availability ?? 0) > 0.99)
         #expect((report.oee.quality ?? 0) == 1)
-        #expect((report.oee.oee ?? 0) > 0.85)
+        #expect((report.oee.oee ?? 0) > 0.75)
         #expect(report.ledgerHead.count == Int64(report.lampsOK))
     }
 
     @Test("A short campaign with every fault kind passes every invariant")
     func shortCampaign() throws {
-        let seeds = 6
+        // Four seeds: the episode deck's first round starts 7 kinds further on for each seed, so 4 × 7 ≥ 22 covers
+        // every episode kind when each seed sees at least 7 episodes.
+        let seeds = 4
         let summary = Campaign.run(
             firstSeed: 100, seeds: seeds, jobs: 2,
-            configure: { try configuration(seed: $0, minutes: 6) },
+            configure: { try configuration(seed: $0, minutes: 4) },
             replay: { "lampsim shift --seed \($0)" })
         #expect(summary.breach == nil, "\(summary.breach?.description ?? "")")
         #expect(summary.error == nil, "\(summary.error ?? "")")
@@ -135,7 +140,7 @@ struct InvariantLivenessTests {
 
     @Test("Enabling an arm while the guard is open breaks the safety invariant")
     func enableWithChainOpen() throws {
-        var bad = try configuration(seed: 6, minutes: 3, faults: [.guardOpen])
+        var bad = try configuration(seed: 6, minutes: 1.5, faults: [.guardOpen])
         bad.afterStep = { image, _ in
             if !image.stationInputs.signals.contains(.safetyOK) {
                 image.armOutputs[0].command = ArmCommand.enable.union(.stream)
@@ -147,7 +152,8 @@ struct InvariantLivenessTests {
             (error as? InvariantBreach)?.invariant.hasPrefix("enabled-") == true
         }
         // The same run without the hook passes.
-        _ = try VirtualShift(configuration: configuration(seed: 6, minutes: 3, faults: [.guardOpen])).run()
+        let clean = try VirtualShift(configuration: configuration(seed: 6, minutes: 1.5, faults: [.guardOpen])).run()
+        #expect(clean.injected[.guardOpen] > 0 && clean.seen[.guardOpen] > 0)
     }
 
     @Test("A cell that never gets housings again after starvation breaks liveness")
