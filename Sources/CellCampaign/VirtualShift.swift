@@ -176,6 +176,8 @@ public final class VirtualShift {
     private var drainBlocked: LampRecord?
     private var inCell: (lamp: LampRecord, orderID: String?)?
     private var ledgerFailingUntil: UInt64 = 0
+    /// Entries the ledger held before the run (a `--ledger` file may be reused).
+    private var initialLedgerCount: Int64 = 0
 
     // Random sources, one per purpose.
     private var faultRandom: SimulationRandom
@@ -278,6 +280,7 @@ public final class VirtualShift {
             cellID: compiledCell.cellID, recipes: ledgerRecipes, orderIDs: [:], devices: [],
             softwareVersion: "lampsim shift \(LampCellVersion.current)")
         serials.next = try writer.ledger.highestSerialSequence() + 1
+        initialLedgerCount = try writer.ledger.count()
 
         deck = EpisodeDeck(kinds: configuration.faults.kinds, seed: configuration.seed)
         stream = StreamChecker(
@@ -898,8 +901,10 @@ public final class VirtualShift {
             }
         }
         let count = try writer.ledger.count()
-        if count != Int64(recorded.count) {
-            throw breach("lamp-exactly-once", "the ledger holds \(count) entries, the run appended \(recorded.count)")
+        if count - initialLedgerCount != Int64(recorded.count) {
+            throw breach(
+                "lamp-exactly-once",
+                "the ledger holds \(count - initialLedgerCount) new entries, the run appended \(recorded.count)")
         }
         report.meanCycleSeconds = cycleCount == 0 ? 0 : cycleSum / Double(cycleCount)
         if crashedUntil == nil { report.oee = controller.unit.oeeResult }
