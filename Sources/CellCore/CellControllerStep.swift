@@ -143,6 +143,9 @@ extension CellController {
         switch state {
         case .aborting:
             scrapLamp(.aborted)
+            // Servos off in this very period: an abort raised inside `run` (a failed tool request, a refused plan)
+            // must not leave ENABLE|STREAM in the outputs written for the period that entered Aborting.
+            setPower(.off)
         case .stopping:
             scrapLamp(.stopped)
             for index in arms.indices { arms[index].stop(limits: cell.arms[index].limits) }

@@ -147,23 +147,28 @@ public final class RA610Driver: @unchecked Sendable {
         guard identity[0] == RA610Registers.model else {
             throw .badData(errno: RA610Plausibility.implausibleReplyDetail)
         }
-        link.model = identity[0]
-        link.firmware = identity[1]
-        link.serialNumber = uint32(high: identity[2], low: identity[3])
+        Self.decodeIdentity(UnsafeBufferPointer(identity), into: &link)
     }
 
-    private func encode(_ outputs: ArmOutputs) {
-        writeBuffer[0] = outputs.command.rawValue
-        writeBuffer[1] = outputs.heartbeat
-        writeBuffer[2] = outputs.toolCommand.rawValue
-        writeBuffer[3] = outputs.toolRequestID
-        writeBuffer[4] = outputs.toolParam
-        writeBuffer[5] = outputs.watchdogMilliseconds
-        writeBuffer[6] = outputs.streamPeriodMicroseconds
+    private func encode(_ outputs: ArmOutputs) { Self.encode(outputs, into: writeBuffer) }
+
+    private func decode(into inputs: inout ArmInputs) { Self.decode(UnsafeBufferPointer(readBuffer), into: &inputs) }
+
+    /// Encodes `outputs` as the holding block 0..27 (`RA610Registers.writeCount` words; reserved 7..15 stay as
+    /// they are in `buffer`). Shared by this driver and the virtual-time engine. Thread: any; does not allocate.
+    @inline(__always)
+    public static func encode(_ outputs: ArmOutputs, into buffer: UnsafeMutableBufferPointer<UInt16>) {
+        buffer[0] = outputs.command.rawValue
+        buffer[1] = outputs.heartbeat
+        buffer[2] = outputs.toolCommand.rawValue
+        buffer[3] = outputs.toolRequestID
+        buffer[4] = outputs.toolParam
+        buffer[5] = outputs.watchdogMilliseconds
+        buffer[6] = outputs.streamPeriodMicroseconds
         for joint in 0..<armJointCount {
             let value = UInt32(bitPattern: microradians(outputs.targetsRadians[joint]))
-            writeBuffer[RA610Registers.targetOffset + 2 * joint] = UInt16(truncatingIfNeeded: value >> 16)
-            writeBuffer[RA610Registers.targetOffset + 2 * joint + 1] = UInt16(truncatingIfNeeded: value)
+            buffer[RA610Registers.targetOffset + 2 * joint] = UInt16(truncatingIfNeeded: value >> 16)
+            buffer[RA610Registers.targetOffset + 2 * joint + 1] = UInt16(truncatingIfNeeded: value)
         }
     }
 
@@ -188,8 +193,10 @@ public final class RA610Driver: @unchecked Sendable {
         }
     }
 
-    private func decode(into inputs: inout ArmInputs) {
-        let r = readBuffer
+    /// Decodes the status mirror (holding 256..295, `RA610Registers.statusMirrorCount` words) into `inputs`
+    /// (the link fields are left alone). Shared by this driver and the virtual-time engine. Thread: any.
+    @inline(__always)
+    public static func decode(_ r: UnsafeBufferPointer<UInt16>, into inputs: inout ArmInputs) {
         inputs.status = ArmStatus(rawValue: r[0])
         inputs.faultCode = r[1]
         inputs.heartbeatEcho = r[2]
@@ -205,11 +212,20 @@ public final class RA610Driver: @unchecked Sendable {
             inputs.actualVelocitiesRadiansPerSecond[joint] = Double(int32(high: r[v], low: r[v + 1])) / 1_000_000
         }
     }
+
+    /// Decodes the identity input registers 100..103 into `link`. Shared with the virtual-time engine.
+    @inline(__always)
+    public static func decodeIdentity(_ identity: UnsafeBufferPointer<UInt16>, into link: inout DeviceLink) {
+        link.model = identity[0]
+        link.firmware = identity[1]
+        link.serialNumber = uint32(high: identity[2], low: identity[3])
+    }
 }
 
 extension DeviceLink {
-    /// Records a failed exchange. Thread: the control thread; does not allocate.
-    mutating func record(_ error: ModbusError) {
+    /// Records a failed exchange, as every driver does (public so that the virtual-time engine produces exactly
+    /// the same link state). Thread: the control thread; does not allocate.
+    public mutating func record(_ error: ModbusError) {
         consecutiveFailures &+= 1
         switch error {
         case .exception(let code):

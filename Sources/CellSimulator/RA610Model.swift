@@ -75,15 +75,20 @@ public final class RA610Model: ModbusDevice {
 
     private var servo: ServoState = .off
     private var motion: MotionMode = .tracking
-    private var positions = [Double](repeating: 0, count: jointCount)
-    private var velocities = [Double](repeating: 0, count: jointCount)
+    // Joint state in fixed-size vectors (lanes 0..5; lanes 6 and 7 stay 0): read into locals once per step and
+    // written back once, so the 4 kHz loop does not pay an exclusivity check and a bounds check per element.
+    private var positions = SIMD8<Double>()
+    private var velocities = SIMD8<Double>()
     /// The servo's setpoint (the end of the reference ramp).
-    private var setpoints = [Double](repeating: 0, count: jointCount)
+    private var setpoints = SIMD8<Double>()
     /// The reference at `rampStartNanoseconds`.
-    private var rampStarts = [Double](repeating: 0, count: jointCount)
+    private var rampStarts = SIMD8<Double>()
     private var rampStartNanoseconds: UInt64 = 0
     private var rampEndNanoseconds: UInt64 = 0
-    private var decelerations = [Double](repeating: 0, count: jointCount)
+    private var decelerations = SIMD8<Double>()
+    /// The travel stops per joint (lanes 6 and 7: 0...0).
+    private let minimumPositions: SIMD8<Double>
+    private let maximumPositions: SIMD8<Double>
 
     private var streaming = false
     private var streamingStartNanoseconds: UInt64 = 0
@@ -131,6 +136,14 @@ public final class RA610Model: ModbusDevice {
         self.toolKind = toolKind
         self.world = world
         self.random = random
+        var minimum = SIMD8<Double>()
+        var maximum = SIMD8<Double>()
+        for j in 0..<Self.jointCount {
+            minimum[j] = RA610Limits.joints[j].minimumRadians
+            maximum[j] = RA610Limits.joints[j].maximumRadians
+        }
+        minimumPositions = minimum
+        maximumPositions = maximum
         holding[RA610Register.watchdogMilliseconds] = RA610Limits.watchdogMillisecondsDefault
         holding[RA610Register.streamPeriodMicroseconds] = RA610Limits.streamPeriodMicrosecondsDefault
         for j in 0..<Self.jointCount {
@@ -145,11 +158,13 @@ public final class RA610Model: ModbusDevice {
     // MARK: Observation
 
     /// Measured joint positions, rad. Thread: the owner.
-    public var actualPositionsRadians: [Double] { positions }
+    public var actualPositionsRadians: [Double] { Self.array(positions) }
     /// Measured joint velocities, rad/s. Thread: the owner.
-    public var actualVelocitiesRadiansPerSecond: [Double] { velocities }
+    public var actualVelocitiesRadiansPerSecond: [Double] { Self.array(velocities) }
     /// The servo setpoints, rad (for the simulator UI). Thread: the owner.
-    public var setpointsRadians: [Double] { setpoints }
+    public var setpointsRadians: [Double] { Self.array(setpoints) }
+
+    private static func array(_ vector: SIMD8<Double>) -> [Double] { (0..<jointCount).map { vector[$0] } }
     /// `fault_code` (0 when none). Thread: the owner.
     public var faultCode: UInt16 { latchedFault }
 
@@ -181,14 +196,18 @@ public final class RA610Model: ModbusDevice {
     public var dispensedGlueMilliliters: Double { dispensedMilliliters }
 
     private var isInMotion: Bool {
-        for v in velocities where abs(v) > RA610Limits.inMotionVelocityRadiansPerSecond { return true }
+        let v = velocities
+        for j in 0..<Self.jointCount where abs(v[j]) > RA610Limits.inMotionVelocityRadiansPerSecond { return true }
         return false
     }
 
     private var isInPosition: Bool {
+        let p = positions
+        let v = velocities
+        let sp = setpoints
         for j in 0..<Self.jointCount {
-            if abs(positions[j] - setpoints[j]) > RA610Limits.inPositionRadians { return false }
-            if abs(velocities[j]) >= RA610Limits.inMotionVelocityRadiansPerSecond { return false }
+            if abs(p[j] - sp[j]) > RA610Limits.inPositionRadians { return false }
+            if abs(v[j]) >= RA610Limits.inMotionVelocityRadiansPerSecond { return false }
         }
         return true
     }
@@ -273,8 +292,9 @@ public final class RA610Model: ModbusDevice {
         timeNanoseconds = next
 
         if servo == .on && motion == .tracking {
-            for j in 0..<Self.jointCount
-            where abs(reference(joint: j, at: next) - positions[j]) > RA610Limits.followingErrorRadians {
+            let r = referenceVector(at: next)
+            let p = positions
+            for j in 0..<Self.jointCount where abs(r[j] - p[j]) > RA610Limits.followingErrorRadians {
                 latchFault(RA610FaultCode.followingError)
                 break
             }
@@ -298,29 +318,30 @@ public final class RA610Model: ModbusDevice {
     /// Servos on and holding still where the arm is.
     private func holdHere(at now: UInt64) {
         motion = .tracking
-        for j in 0..<Self.jointCount {
-            setpoints[j] = positions[j]
-            rampStarts[j] = positions[j]
-        }
+        setpoints = positions
+        rampStarts = positions
         rampStartNanoseconds = now
         rampEndNanoseconds = now
     }
 
-    private func reference(joint j: Int, at time: UInt64) -> Double {
-        if time >= rampEndNanoseconds || rampEndNanoseconds <= rampStartNanoseconds { return setpoints[j] }
+    /// The reference (the setpoint ramp) of every joint at `time`: the ramp start plus the elapsed fraction of the
+    /// ramp, or the setpoint once the ramp has ended.
+    private func referenceVector(at time: UInt64) -> SIMD8<Double> {
+        if time >= rampEndNanoseconds || rampEndNanoseconds <= rampStartNanoseconds { return setpoints }
         let fraction = Double(time - rampStartNanoseconds) / Double(rampEndNanoseconds - rampStartNanoseconds)
-        return rampStarts[j] + (setpoints[j] - rampStarts[j]) * fraction
+        let starts = rampStarts
+        return starts + (setpoints - starts) * fraction
     }
 
-    private func rampSlope(joint j: Int) -> Double {
-        guard rampEndNanoseconds > rampStartNanoseconds else { return 0 }
-        return (setpoints[j] - rampStarts[j]) / (Double(rampEndNanoseconds - rampStartNanoseconds) / 1e9)
+    private func rampSlopeVector() -> SIMD8<Double> {
+        guard rampEndNanoseconds > rampStartNanoseconds else { return SIMD8<Double>() }
+        return (setpoints - rampStarts) / (Double(rampEndNanoseconds - rampStartNanoseconds) / 1e9)
     }
 
     private func integrate(from start: UInt64, to end: UInt64) {
         switch servo {
         case .off, .enabling:
-            for j in 0..<Self.jointCount { velocities[j] = 0 }
+            velocities = SIMD8<Double>()
             return
         case .on:
             break
@@ -329,33 +350,40 @@ public final class RA610Model: ModbusDevice {
         case .tracking:
             // Split the step where the reference ramp ends; integrate each piece exactly.
             let split = min(max(rampEndNanoseconds, start), end)
-            for j in 0..<Self.jointCount {
-                if split > start {
-                    trackExactly(joint: j, referenceAtStart: reference(joint: j, at: start),
-                                 slope: rampSlope(joint: j), seconds: Double(split - start) / 1e9)
-                }
-                if end > split {
-                    trackExactly(joint: j, referenceAtStart: setpoints[j], slope: 0,
-                                 seconds: Double(end - split) / 1e9)
-                }
+            var p = positions
+            var v = velocities
+            if split > start {
+                trackExactly(&p, &v, referenceAtStart: referenceVector(at: start), slope: rampSlopeVector(),
+                             seconds: Double(split - start) / 1e9)
             }
+            if end > split {
+                trackExactly(&p, &v, referenceAtStart: setpoints, slope: SIMD8<Double>(),
+                             seconds: Double(end - split) / 1e9)
+            }
+            positions = p
+            velocities = v
         case .decelerating(let servosOff):
             let seconds = Double(end - start) / 1e9
             var allStopped = true
+            var p = positions
+            var w = velocities
+            let d = decelerations
             for j in 0..<Self.jointCount {
-                let v = velocities[j]
-                let a = decelerations[j]
+                let v = w[j]
+                let a = d[j]
                 if abs(v) <= a * seconds {
-                    positions[j] += v * abs(v) / (2 * a)
-                    velocities[j] = 0
+                    p[j] += v * abs(v) / (2 * a)
+                    w[j] = 0
                 } else {
                     let sign: Double = v > 0 ? 1 : -1
-                    positions[j] += v * seconds - sign * 0.5 * a * seconds * seconds
-                    velocities[j] = v - sign * a * seconds
+                    p[j] += v * seconds - sign * 0.5 * a * seconds * seconds
+                    w[j] = v - sign * a * seconds
                     allStopped = false
                 }
-                applyTravelStop(joint: j)
+                applyTravelStop(joint: j, &p, &w)
             }
+            positions = p
+            velocities = w
             if allStopped {
                 if servosOff {
                     servo = .off
@@ -369,28 +397,40 @@ public final class RA610Model: ModbusDevice {
     }
 
     /// Critically damped tracking, x'' = ωn²(r − x) − 2ωn x', of a reference r(t) = r0 + s·t, solved exactly.
-    private func trackExactly(joint j: Int, referenceAtStart r0: Double, slope s: Double, seconds t: Double) {
+    /// Magnitude below which the servo's decaying error terms are flushed to 0 (see `trackExactly`).
+    static let flushBelow = 1e-200
+
+    /// Every joint at once (lanes 0..5; the same arithmetic as joint by joint).
+    private func trackExactly(
+        _ positions: inout SIMD8<Double>, _ velocities: inout SIMD8<Double>, referenceAtStart r0: SIMD8<Double>,
+        slope s: SIMD8<Double>, seconds t: Double
+    ) {
         let wn = RA610Limits.servoNaturalFrequencyRadiansPerSecond
         // Error e = x − r obeys e'' + 2ωn e' + ωn² e = −2ωn s: particular solution −2s/ωn, homogeneous (A + Bt)e^(−ωn t).
         let particular = -2 * s / wn
-        let a = positions[j] - r0 - particular
-        let b = (velocities[j] - s) + wn * a
+        // The homogeneous part decays by e^(−ωn t) every step; a joint resting at exactly 0 rad would take it down
+        // into subnormal numbers, which cost a hundred times a normal multiplication. Below 1e-200 (rad, rad/s) it
+        // is flushed to exactly 0: far below anything a register can show.
+        let tiny = SIMD8<Double>(repeating: Self.flushBelow)
+        var a = positions - r0 - particular
+        a.replace(with: 0, where: (a .< tiny) .& (-tiny .< a))
+        var b = (velocities - s) + wn * a
+        b.replace(with: 0, where: (b .< tiny) .& (-tiny .< b))
         let decay = exp(-wn * t)
         let u = (a + b * t) * decay
         let du = (b - wn * (a + b * t)) * decay
-        positions[j] = r0 + s * t + particular + u
-        velocities[j] = s + du
-        applyTravelStop(joint: j)
+        positions = r0 + s * t + particular + u
+        velocities = s + du
+        for j in 0..<Self.jointCount { applyTravelStop(joint: j, &positions, &velocities) }
     }
 
     /// The joint ranges are hard travel stops: clamp the position and stop motion into the stop.
-    private func applyTravelStop(joint j: Int) {
-        let limit = RA610Limits.joints[j]
-        if positions[j] >= limit.maximumRadians {
-            positions[j] = limit.maximumRadians
+    private func applyTravelStop(joint j: Int, _ positions: inout SIMD8<Double>, _ velocities: inout SIMD8<Double>) {
+        if positions[j] >= maximumPositions[j] {
+            positions[j] = maximumPositions[j]
             if velocities[j] > 0 { velocities[j] = 0 }
-        } else if positions[j] <= limit.minimumRadians {
-            positions[j] = limit.minimumRadians
+        } else if positions[j] <= minimumPositions[j] {
+            positions[j] = minimumPositions[j]
             if velocities[j] < 0 { velocities[j] = 0 }
         }
     }
@@ -422,10 +462,8 @@ public final class RA610Model: ModbusDevice {
         streamingStartNanoseconds = now
         // The previous setpoint is the actual position; the current target[] is the first new setpoint.
         motion = .tracking
-        for j in 0..<Self.jointCount {
-            setpoints[j] = positions[j]
-            rampStarts[j] = positions[j]
-        }
+        setpoints = positions
+        rampStarts = positions
         rampStartNanoseconds = now
         rampEndNanoseconds = now
         acceptSetpoint(at: now)
@@ -451,9 +489,7 @@ public final class RA610Model: ModbusDevice {
                 return
             }
         }
-        for j in 0..<Self.jointCount {
-            rampStarts[j] = reference(joint: j, at: now)
-        }
+        rampStarts = referenceVector(at: now)
         for j in 0..<Self.jointCount {
             setpoints[j] = Double(targetMicroradians(joint: j)) / 1e6
         }
@@ -532,7 +568,7 @@ public final class RA610Model: ModbusDevice {
             return
         }
         let outcome = world.toolFinished(
-            arm: name, command: runningCommand, param: runningParam, jointPositionsRadians: positions,
+            arm: name, command: runningCommand, param: runningParam, jointPositionsRadians: actualPositionsRadians,
             dispensedMilliliters: dispensedMilliliters, random: &random)
         holdingPart = outcome.holdingPart
         switch runningCommand {

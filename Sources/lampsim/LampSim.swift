@@ -1,4 +1,6 @@
 import ArgumentParser
+import CRealtime
+import CellCampaign
 import CellCore
 import CellSimulator
 import Foundation
@@ -9,7 +11,7 @@ struct LampSim: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lampsim",
         abstract: "The simulated LampCell headlamp cell (RA-610 arms, TS-200 station) over Modbus TCP.",
-        subcommands: [Serve.self],
+        subcommands: [Serve.self, Shift.self, CampaignCommand.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -68,5 +70,143 @@ struct Serve: ParsableCommand {
             fflush(nil)
         }
         server.stop()
+    }
+}
+
+/// Options shared by `shift` and `campaign`: the cell, the recipe, the faults.
+struct VirtualOptions: ParsableArguments {
+    @Option(help: "The cell definition (TOML).")
+    var cell = "Hardware/cell.toml"
+
+    @Option(help: "The recipe the operator orders (TOML).")
+    var recipe = "Hardware/recipes/left.toml"
+
+    @Option(help: "Simulated hours per seed.")
+    var hours = 1.0
+
+    @Option(help: "Share of housings with a hidden defect, 0…1.")
+    var defectRate = 0.02
+
+    @Flag(help: "Inject no faults (a clean shift).")
+    var noFaults = false
+
+    func validate() throws {
+        guard hours > 0, hours <= 1000 else { throw ValidationError("--hours \(hours): must be in (0, 1000]") }
+        guard (0...1).contains(defectRate) else {
+            throw ValidationError("--defect-rate \(defectRate): must be between 0 and 1")
+        }
+    }
+
+    func configuration(seed: UInt64) throws -> ShiftConfiguration {
+        var configuration = try ShiftConfiguration.load(
+            cellPath: cell, recipePaths: [recipe], seed: seed, durationNanoseconds: UInt64(hours * 3.6e12))
+        configuration.defectRate = defectRate
+        if noFaults { configuration.faults = .none }
+        return configuration
+    }
+
+    /// The `lampsim shift` command line that replays `seed` with these options.
+    func replayCommand(seed: UInt64) -> String {
+        var words = ["lampsim", "shift", "--seed", "\(seed)", "--hours", "\(hours)"]
+        if cell != "Hardware/cell.toml" { words += ["--cell", cell] }
+        if recipe != "Hardware/recipes/left.toml" { words += ["--recipe", recipe] }
+        if defectRate != 0.02 { words += ["--defect-rate", "\(defectRate)"] }
+        if noFaults { words.append("--no-faults") }
+        return words.joined(separator: " ")
+    }
+}
+
+/// Prints `error` for a configuration that cannot be loaded and exits 78 (EX_CONFIG), like `serve`.
+private func configurationFailure(_ error: Error) -> ExitCode {
+    FileHandle.standardError.write(Data("lampsim: \(error)\n".utf8))
+    return ExitCode(78)
+}
+
+struct Shift: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run one shift in virtual time (the real controller against the device models) and print its report.",
+        discussion: """
+            The same controller, cycle and ledger code as lampcelld, driven against the in-process device models on \
+            a virtual clock, single-threaded and deterministic: a seed reproduces a run exactly. Faults chosen by the \
+            seed; invariants checked every period. Exit status 1 on an invariant breach.
+            """)
+
+    @OptionGroup var options: VirtualOptions
+
+    @Option(help: "Seed of every random choice of the run.")
+    var seed: UInt64 = 1
+
+    @Option(help: "Keep the ledger in this file (default: a temporary file, removed).")
+    var ledger: String?
+
+    func run() throws {
+        var configuration: ShiftConfiguration
+        do {
+            configuration = try options.configuration(seed: seed)
+        } catch {
+            throw configurationFailure(error)
+        }
+        configuration.ledgerPath = ledger
+        let shift = try VirtualShift(configuration: configuration)
+        let start = lampcell_monotonic_ns()
+        do {
+            var report = try shift.run()
+            report.wallNanoseconds = lampcell_monotonic_ns() - start
+            print(report.text())
+        } catch var breach as InvariantBreach {
+            breach.replayCommand = options.replayCommand(seed: seed)
+            print(breach.description)
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct CampaignCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "campaign",
+        abstract: "Run many seeded virtual shifts with faults; stop at the first invariant breach.",
+        discussion: "Seeds S…S+N−1, J at a time on separate threads. Exit status 1 on a breach (prints the replay command).")
+
+    @OptionGroup var options: VirtualOptions
+
+    @Option(help: "Number of seeds.")
+    var seeds = 10
+
+    @Option(help: "First seed.")
+    var firstSeed: UInt64 = 1
+
+    @Option(help: "Seeds run in parallel (threads).")
+    var jobs = 2
+
+    @Flag(help: "Print one line per seed as it finishes.")
+    var verbose = false
+
+    func validate() throws {
+        guard seeds >= 1 else { throw ValidationError("--seeds \(seeds): at least 1") }
+        guard (1...256).contains(jobs) else { throw ValidationError("--jobs \(jobs): 1…256") }
+    }
+
+    func run() throws {
+        do {
+            _ = try options.configuration(seed: firstSeed)
+        } catch {
+            throw configurationFailure(error)
+        }
+        let options = self.options
+        let verbose = self.verbose
+        let summary = Campaign.run(
+            firstSeed: firstSeed, seeds: seeds, jobs: jobs,
+            configure: { try options.configuration(seed: $0) },
+            replay: { options.replayCommand(seed: $0) },
+            progress: { report in
+                if verbose {
+                    print(
+                        "seed \(report.seed): \(report.lampsOK) OK \(report.lampsNG) NG \(report.lampsScrapped) scrapped, \(report.injected.total) faults, \(String(format: "%.1f", Double(report.wallNanoseconds) / 1e9)) s"
+                    )
+                    fflush(nil)
+                }
+            })
+        print(summary.text())
+        if !summary.passed { throw ExitCode(1) }
     }
 }
