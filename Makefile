@@ -1,6 +1,6 @@
 # LampCell — the two commands a newcomer needs:
 #   make run    installs what is missing, builds, and runs the simulated cell
-#   make test   installs what is missing, builds, and runs every test
+#   make test   installs what is missing, builds, and runs every test and the CI fault campaign
 #   make bench  benchmarks (release build, ~15 min; docs/BENCHMARKS.md); BENCH=1,3 or BENCH=modbus picks items
 SHELL := /bin/bash
 SWIFT ?= swift
@@ -52,9 +52,17 @@ sim: deps
 	$(SWIFT) build --product lampsim
 	$$($(SWIFT) build --show-bin-path)/lampsim serve --cell Hardware/cell.toml
 
+# Every test (debug build), then the CI fault campaign: CAMPAIGN_SEEDS seeded virtual-time shifts of CAMPAIGN_HOURS
+# simulated hours each, every fault kind, invariants checked every period (docs/RELIABILITY.md), in a release
+# build of lampsim (about 5 s of CPU per simulated hour; a debug build is ~60 times slower).
+CAMPAIGN_SEEDS ?= 200
+CAMPAIGN_HOURS ?= 1
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --no-parallel
+	$(SWIFT) build -c release --product lampsim
+	$$($(SWIFT) build -c release --show-bin-path)/lampsim campaign --seeds $(CAMPAIGN_SEEDS) --hours $(CAMPAIGN_HOURS) \
+	  --jobs $$(nproc)
 
 # Every benchmark of docs/BENCHMARKS.md in one run (release build), one table, also written to
 # .build/bench/latest.md. Not part of `make test`. BENCH=1,3,7 (or control,work,modbus,motion,cycle,shift,ledger,
