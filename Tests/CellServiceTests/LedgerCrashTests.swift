@@ -391,7 +391,6 @@ struct LedgerCrashTests {
                         guard try operatorRestarts() else { return false }
                         mark = daemon.log.count
                         outAtExecute = try simulator.lampsOut().total
-            let executeMark = daemon.log.count
                         deadline = monotonicSeconds() + lampTimeoutSeconds
                         continue
                     }
