@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "CRealtime.h"
 #include <errno.h>
+#include <poll.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -51,3 +52,15 @@ uint64_t lampcell_realtime_ns(void) {
 }
 
 int lampcell_gettid(void) { return (int)syscall(SYS_gettid); }
+
+int lampcell_poll_ns(struct pollfd *fds, unsigned long count, uint64_t timeout_ns) {
+    uint64_t deadline = lampcell_monotonic_ns() + timeout_ns;
+    for (;;) {
+        uint64_t now = lampcell_monotonic_ns();
+        uint64_t left = now >= deadline ? 0 : deadline - now;
+        struct timespec ts = { .tv_sec = (time_t)(left / 1000000000ull), .tv_nsec = (long)(left % 1000000000ull) };
+        int rc = ppoll(fds, (nfds_t)count, &ts, NULL);
+        if (rc >= 0) return rc;
+        if (errno != EINTR) return -errno;
+    }
+}

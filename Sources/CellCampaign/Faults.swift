@@ -6,13 +6,25 @@ import Modbus
 
 /// Every kind of fault the campaign injects. The raw value is the name in reports.
 public enum FaultKind: String, CaseIterable, Sendable, Comparable {
-    // Link faults on single requests (background: any time, any device; they need no operator).
+    // Link faults on single requests (background: any time, any device; they need no operator). Each is a behaviour
+    // of the in-memory transport (`ModbusLinkFault`) that the real Modbus client and drivers must survive.
     /// A request is lost: nothing applied, no reply (the driver times out and resyncs).
     case timeout
-    /// A request is applied but its reply is lost (the driver times out; the arm got the setpoint).
+    /// A request is applied and its reply is lost (the driver times out; the arm got the setpoint).
+    case replyLost = "reply-lost"
+    /// A request is applied and its reply comes after the deadline (the driver times out and resyncs; the late reply
+    /// must never be read).
     case lateReply = "late-reply"
-    /// The device answers a request with a Modbus exception (busy, device failure, acknowledge).
+    /// The device answers a request with exception 0x06 (busy) and applies nothing.
     case exceptionReply = "exception-reply"
+    /// A reply with the wrong function code, cut short, too long, or with another transaction id (the client's
+    /// reply checks reject it and resync).
+    case malformedReply = "malformed-reply"
+    case truncatedReply = "truncated-reply"
+    case oversizedReply = "oversized-reply"
+    case wrongTransaction = "wrong-transaction"
+    /// An arm's reply, well framed, with register values no RA-610 reports (the driver's plausibility check).
+    case corruptedValues = "corrupted-values"
 
     // Episodes: one at a time, then the operator recovers the cell.
     /// A device is unreachable for 8 ms … 3 s (connection dropped, reconnects with the driver's backoff).
@@ -50,7 +62,26 @@ public enum FaultKind: String, CaseIterable, Sendable, Comparable {
     case crash
 
     /// Faults on single requests, injected in the background.
-    public static let background: [FaultKind] = [.timeout, .lateReply, .exceptionReply]
+    public static let background: [FaultKind] = [
+        .timeout, .replyLost, .lateReply, .exceptionReply, .malformedReply, .truncatedReply, .oversizedReply,
+        .wrongTransaction, .corruptedValues,
+    ]
+
+    /// The in-memory transport's behaviour for a background kind, nil for episodes.
+    public var linkFault: ModbusLinkFault? {
+        switch self {
+        case .timeout: .requestLost
+        case .replyLost: .replyLost
+        case .lateReply: .replyLate
+        case .exceptionReply: .exceptionReply
+        case .malformedReply: .malformedReply
+        case .truncatedReply: .truncatedReply
+        case .oversizedReply: .oversizedReply
+        case .wrongTransaction: .wrongTransactionReply
+        case .corruptedValues: .corruptedValues
+        default: nil
+        }
+    }
     /// Faults run as episodes.
     public static let episodes: [FaultKind] = allCases.filter { !background.contains($0) }
 

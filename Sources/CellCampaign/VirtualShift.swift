@@ -30,8 +30,12 @@ public struct ShiftConfiguration: Sendable {
     public var settings = ControllerSettings()
     /// The drivers' reconnect policy (the daemon's: `ControlLoopSettings().reconnect`).
     public var reconnect = ControlLoopSettings().reconnect
-    /// Wall clock at virtual time 0 (2026-01-05 06:00:00 UTC): the controller and the ledger see this + virtual time.
-    public var startWallNanoseconds: UInt64 = 1_767_592_800_000_000_000
+    /// Connections of the station driver (the daemon's: `ControlLoopSettings().stationConnections`).
+    public var stationConnections = ControlLoopSettings().stationConnections
+    /// Wall clock at virtual time 0: the controller and the ledger see this + virtual time.
+    public var startWallNanoseconds: UInt64 = ShiftConfiguration.defaultStartWallNanoseconds
+    /// 2026-01-05 06:00:00 UTC.
+    public static let defaultStartWallNanoseconds: UInt64 = 1_767_592_800_000_000_000
     /// Test hook, called on the engine's thread right after each controller step (before the outputs go to the
     /// devices): lets a test break the controller's outputs to prove an invariant is checked. nil in real runs.
     public var afterStep: (@Sendable (_ image: inout ProcessImage, _ periodIndex: UInt64) -> Void)?
@@ -150,21 +154,25 @@ final class InMemorySerials: @unchecked Sendable {
     }
 }
 
-/// One virtual shift: build it, `run()` it once. Thread: one thread owns it (any thread).
+/// One virtual shift: a `VirtualCell` (the real drivers, controller and period function on a virtual clock) with
+/// seeded faults, a scripted operator, the ledger and its drain, and invariants checked every period. Build it,
+/// `run()` it once. Thread: one thread owns it (any thread).
 public final class VirtualShift {
     public let configuration: ShiftConfiguration
-    let compiledCell: CompiledCell
-    let compiledRecipes: [CompiledRecipe]
-    let models: CellModels
+    /// The cell: models, drivers over in-memory links, controller.
+    public let cell: VirtualCell
     let period: UInt64
-    let monotonicBase: UInt64 = 1_000_000_000
     private let serials = InMemorySerials()
 
-    // The process: replaced at a crash.
-    private(set) var controller: CellController
-    private var image: ProcessImage
-    private var armDrivers: [VirtualRA610Driver] = []
-    private var stationDriver: VirtualTS200Driver
+    private var models: CellModels { cell.models }
+    private var compiledCell: CompiledCell { cell.compiledCell }
+    private var compiledRecipes: [CompiledRecipe] { cell.compiledRecipes }
+    /// The current process's controller and process image (replaced at a crash).
+    private var controller: CellController { cell.controller }
+    private var image: ProcessImage {
+        get { cell.period.image }
+        set { cell.period.image = newValue }
+    }
     private var incarnation = 0
     private var crashedUntil: UInt64?
 
@@ -174,6 +182,9 @@ public final class VirtualShift {
     private var writer: LedgerWriter
     private var context: LedgerContext
     private var drainBlocked: LampRecord?
+    /// The daemon's drain decisions (hold, retry delays); the append that failed is retried at `retryAt`.
+    private var drainPolicy = LedgerDrainPolicy()
+    private var drainRetryAtNanoseconds: UInt64 = 0
     private var inCell: (lamp: LampRecord, orderID: String?)?
     private var ledgerFailingUntil: UInt64 = 0
     /// Entries the ledger held before the run (a `--ledger` file may be reused).
@@ -183,7 +194,6 @@ public final class VirtualShift {
     private var faultRandom: SimulationRandom
     private var backgroundRandom: SimulationRandom
     private var operatorRandom: SimulationRandom
-    private var linkRandom: SimulationRandom
 
     // Bookkeeping for the invariants.
     private var stream: StreamChecker
@@ -240,25 +250,24 @@ public final class VirtualShift {
     /// Builds the models, the first controller and the ledger. Thread: the owner.
     public init(configuration: ShiftConfiguration) throws {
         self.configuration = configuration
-        compiledCell = try CompiledCell.compile(configuration.cell)
-        var compiled: [CompiledRecipe] = []
-        for recipe in configuration.recipes { compiled.append(try CompiledRecipe.compile(recipe, cell: compiledCell)) }
-        guard !compiled.isEmpty else { throw ShiftError("no recipe") }
-        guard configuration.recipeIndex < compiled.count else { throw ShiftError("no recipe \(configuration.recipeIndex)") }
-        compiledRecipes = compiled
+        guard !configuration.recipes.isEmpty else { throw ShiftError("no recipe") }
+        guard configuration.recipeIndex < configuration.recipes.count else {
+            throw ShiftError("no recipe \(configuration.recipeIndex)")
+        }
         period = configuration.settings.periodNanoseconds
 
         var master = SimulationRandom(seed: configuration.seed)
-        let modelSeed = master.next()
+        let cellSeed = master.next()
         faultRandom = master.split()
         backgroundRandom = master.split()
         operatorRandom = master.split()
-        linkRandom = master.split()
-        models = CellModels(
-            configuration: try SimulatedCellConfiguration(
-                cell: configuration.cell,
-                options: SimulationOptions(seed: modelSeed, defectRate: configuration.defectRate)))
-        faultHistorySeen = Array(repeating: 0, count: models.arms.count)
+        let allocator = serials
+        cell = try VirtualCell(
+            cell: configuration.cell, recipes: configuration.recipes, settings: configuration.settings, seed: cellSeed,
+            defectRate: configuration.defectRate, reconnect: configuration.reconnect,
+            stationConnections: configuration.stationConnections, serials: { allocator.take() })
+        let compiled = cell.compiledRecipes
+        faultHistorySeen = Array(repeating: 0, count: cell.models.arms.count)
 
         if let path = configuration.ledgerPath {
             ledgerPath = path
@@ -277,23 +286,24 @@ public final class VirtualShift {
             ledgerRecipes.append(LedgerRecipe(recipe, contentSHA256: hash))
         }
         context = LedgerContext(
-            cellID: compiledCell.cellID, recipes: ledgerRecipes, orderIDs: [:], devices: [],
+            cellID: cell.compiledCell.cellID, recipes: ledgerRecipes, orderIDs: [:], devices: [],
             softwareVersion: "lampsim shift \(LampCellVersion.current)")
         serials.next = try writer.ledger.highestSerialSequence() + 1
         initialLedgerCount = try writer.ledger.count()
 
         deck = EpisodeDeck(kinds: configuration.faults.kinds, seed: configuration.seed)
         stream = StreamChecker(
-            limits: compiledCell.arms.map(\.limits), periodSeconds: Double(configuration.settings.periodNanoseconds) / 1e9)
+            limits: cell.compiledCell.arms.map(\.limits),
+            periodSeconds: Double(configuration.settings.periodNanoseconds) / 1e9)
         report = ShiftReport(seed: configuration.seed, simulatedNanoseconds: configuration.durationNanoseconds)
-        // Placeholders, replaced by `startProcess` below.
-        controller = CellController(
-            cell: compiledCell, recipes: compiled, settings: configuration.settings, nowNanoseconds: monotonicBase,
-            serials: { nil })
-        image = ProcessImage(armCount: compiledCell.arms.count)
-        stationDriver = VirtualTS200Driver(
-            device: models.station, link: VirtualLink(name: "", policy: configuration.reconnect, jitter: SimulationRandom(seed: 0)))
-        startProcess()
+        cell.onArmWrite = { [unowned self] arm, words, streaming in
+            if pendingStreamBreach == nil,
+                let message = stream.checkAccepted(arm: arm, words: words, armWasStreaming: streaming)
+            {
+                pendingStreamBreach = message
+            }
+        }
+        resetProcessBookkeeping()
         if !configuration.faults.kinds.isEmpty {
             episode = .quiet(untilNanoseconds: configuration.faults.firstEpisodeNanoseconds, awaitLamp: false)
             nextBackgroundNanoseconds = nextBackgroundInterval()
@@ -311,30 +321,15 @@ public final class VirtualShift {
 
     // MARK: - The process (controller, image, drivers)
 
+    /// A new process: a new controller, drivers and connections (the models keep running).
     private func startProcess() {
-        incarnation += 1
         let allocator = serials
-        controller = CellController(
-            cell: compiledCell, recipes: compiledRecipes, settings: configuration.settings,
-            nowNanoseconds: monotonicBase + now, serials: { allocator.take() })
-        image = ProcessImage(armCount: compiledCell.arms.count)
-        armDrivers = []
-        for (index, arm) in models.arms.enumerated() {
-            let driver = VirtualRA610Driver(
-                device: arm,
-                link: VirtualLink(name: models.armNames[index], policy: configuration.reconnect, jitter: linkRandom.split()))
-            driver.onAppliedWrite = { [unowned self] words, streaming in
-                if pendingStreamBreach == nil,
-                    let message = stream.checkAccepted(arm: index, words: words, armWasStreaming: streaming)
-                {
-                    pendingStreamBreach = message
-                }
-            }
-            armDrivers.append(driver)
-        }
-        stationDriver = VirtualTS200Driver(
-            device: models.station,
-            link: VirtualLink(name: models.stationName, policy: configuration.reconnect, jitter: linkRandom.split()))
+        cell.startProcess(serials: { allocator.take() })
+        resetProcessBookkeeping()
+    }
+
+    private func resetProcessBookkeeping() {
+        incarnation += 1
         stream.reset()
         tally = Tally()
         context.orderIDs = [:]
@@ -349,7 +344,7 @@ public final class VirtualShift {
         report.periods = periods
         while periodIndex < periods {
             now = periodIndex * period
-            models.advance(toNanoseconds: now)
+            cell.advance(toNanoseconds: now)
             try scheduleFaults()
             if let until = crashedUntil {
                 if now >= until {
@@ -371,16 +366,15 @@ public final class VirtualShift {
             virtualNanoseconds: now)
     }
 
+    /// The daemon's period (`CellPeriod`: exchange with every device at once, then step), with the invariants
+    /// checked between and after its phases.
     private func runPeriod() throws {
-        for index in armDrivers.indices {
-            armDrivers[index].exchange(image.armOutputs[index], into: &image.armInputs[index], nowNanoseconds: now)
-        }
-        stationDriver.read(into: &image.stationInputs, nowNanoseconds: now)
+        let monotonic = cell.monotonicNanoseconds
+        cell.period.exchange(nowNanoseconds: monotonic)
         if let message = pendingStreamBreach { throw breach("setpoint-jump", message) }
-        controller.step(&image, nowNanoseconds: monotonicBase + now, wallNanoseconds: configuration.startWallNanoseconds + now)
-        configuration.afterStep?(&image, periodIndex)
+        cell.period.step(nowNanoseconds: monotonic, wallNanoseconds: configuration.startWallNanoseconds + now)
+        if let afterStep = configuration.afterStep { afterStep(&cell.period.image, periodIndex) }
         try checkAfterStep()
-        stationDriver.write(image.stationOutputs, current: &image.stationInputs, nowNanoseconds: now)
         while controller.replies.pop() != nil {}
         try drain()
         try checkHousings()
@@ -488,7 +482,7 @@ public final class VirtualShift {
         }
     }
 
-    // MARK: - The ledger drain (LedgerSink's semantics, on this thread)
+    // MARK: - The ledger drain (LedgerSink's decisions, `LedgerDrainPolicy`, on this thread and clock)
 
     private func drain() throws {
         while true {
@@ -504,17 +498,21 @@ public final class VirtualShift {
             case .started:
                 inCell = (record, context.orderIDs[record.orderSequence])
             case .finished:
+                if drainBlocked != nil && now < drainRetryAtNanoseconds {
+                    return  // the drain waits before its next attempt
+                }
                 if now < ledgerFailingUntil {
-                    // The append fails: the sink keeps the lamp and retries; the cell holds meanwhile.
-                    if drainBlocked == nil { controller.ledgerWritable.store(false, ordering: .relaxed) }
+                    // The disk refuses the append (the one fake of the ledger path: a retryable failure, decided here
+                    // before SQLite sees the entry). The sink keeps the lamp, holds the cell and retries later.
+                    let decision = drainPolicy.appendFailed(retryable: true)
+                    if decision.holdCell { controller.ledgerWritable.store(false, ordering: .relaxed) }
                     drainBlocked = record
+                    drainRetryAtNanoseconds = now + decision.retryAfterNanoseconds
                     return
                 }
                 try append(LedgerEntry(record, context: currentContext()), record: record)
-                if drainBlocked != nil {
-                    drainBlocked = nil
-                    controller.ledgerWritable.store(true, ordering: .relaxed)
-                }
+                drainBlocked = nil
+                if drainPolicy.appendCommitted() { controller.ledgerWritable.store(true, ordering: .relaxed) }
                 if inCell?.lamp.serial == record.serial { inCell = nil }
                 tallyFinished(record)
             }
@@ -582,6 +580,7 @@ public final class VirtualShift {
     private func crash(downtimeNanoseconds: UInt64) {
         // The process dies between two periods: its queue, its pending append and its connections go with it.
         drainBlocked = nil
+        drainPolicy = LedgerDrainPolicy()
         crashedUntil = now + downtimeNanoseconds
         report.restarts += 1
     }
@@ -594,12 +593,10 @@ public final class VirtualShift {
             throw breach("ledger-verifies", "at restart: \(verification)")
         }
         if let (lamp, orderID) = inCell {
-            var context = self.context
-            if let orderID { context.orderIDs[lamp.orderSequence] = orderID }
-            let serial = lamp.serial.text(cellID: context.cellID)
-            if try writer.ledger.entry(serial: serial) == nil {
-                let entry = LedgerEntry.scrappedAtRestart(
-                    lamp, recordedAtWallNanoseconds: configuration.startWallNanoseconds + now, context: context)
+            if let entry = try LedgerDrainPolicy.entryForLampLeftInCell(
+                lamp, orderID: orderID, devices: [], ledger: writer.ledger, context: context,
+                recordedAtWallNanoseconds: configuration.startWallNanoseconds + now)
+            {
                 var record = lamp
                 record.verdict = .scrapped
                 record.scrapReason = .controllerRestart
@@ -619,11 +616,7 @@ public final class VirtualShift {
         return now + max(period, UInt64(-log(u) * mean))
     }
 
-    private var linkCount: Int { armDrivers.count + 1 }
-
-    private func link(_ index: Int) -> VirtualLink {
-        index < armDrivers.count ? armDrivers[index].link : stationDriver.link
-    }
+    private var linkCount: Int { cell.deviceCount }
 
     private func scheduleFaults() throws {
         // Background link faults on single requests.
@@ -632,16 +625,13 @@ public final class VirtualShift {
             let enabled = FaultKind.background.filter { configuration.faults.kinds.contains($0) }
             if !enabled.isEmpty, crashedUntil == nil {
                 let kind = enabled[Int.random(in: 0..<enabled.count, using: &backgroundRandom)]
-                let device = Int.random(in: 0..<linkCount, using: &backgroundRandom)
-                let target = link(device)
-                if target.pendingFault == nil {
-                    switch kind {
-                    case .timeout: target.pendingFault = .timeout
-                    case .lateReply: target.pendingFault = .lateReply
-                    default:
-                        let codes: [ModbusExceptionCode] = [.serverDeviceBusy, .serverDeviceFailure, .acknowledge]
-                        target.pendingFault = .exception(codes[Int.random(in: 0..<codes.count, using: &backgroundRandom)])
-                    }
+                // Corrupted values are caught by the RA-610's plausibility check; the TS-200's datasheet gives its
+                // driver nothing to check them against, so they go to arms only.
+                let devices = kind == .corruptedValues ? models.arms.count : linkCount
+                let device = Int.random(in: 0..<devices, using: &backgroundRandom)
+                let target = cell.transport(ofDevice: device)
+                if target.pendingFault == nil, let fault = kind.linkFault {
+                    target.pendingFault = fault
                     report.injected[kind] += 1
                     pendingBackground = (kind, device)
                 }
@@ -651,7 +641,7 @@ public final class VirtualShift {
             let failed =
                 device < image.armInputs.count
                 ? image.armInputs[device].link.state != .ok : image.stationInputs.link.state != .ok
-            if failed || link(device).pendingFault == nil {
+            if failed || cell.transport(ofDevice: device).pendingFault == nil {
                 if failed { report.seen[kind] += 1 }
                 pendingBackground = nil
             }
@@ -725,12 +715,13 @@ public final class VirtualShift {
         var target = 0
         var clearAt = now
         switch kind {
-        case .timeout, .lateReply, .exceptionReply:
+        case .timeout, .replyLost, .lateReply, .exceptionReply, .malformedReply, .truncatedReply, .oversizedReply,
+            .wrongTransaction, .corruptedValues:
             break
         case .droppedConnection:
             target = Int.random(in: 0..<linkCount, using: &faultRandom)
             let down = Bool.random(using: &faultRandom) ? duration(0.008...0.05) : duration(0.1...3)
-            link(target).unreachableUntilNanoseconds = now + down
+            cell.makeUnreachable(device: target, untilNanoseconds: now + down)
             clearAt = now + down
         case .armCommWatchdog, .armSetpointJump, .armFollowingError, .armPositionLimit, .armToolFault, .armCollision,
             .armOvertemperature, .armEstop:

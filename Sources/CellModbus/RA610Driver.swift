@@ -65,97 +65,194 @@ func int32(high: UInt16, low: UInt16) -> Int32 {
 @inline(__always)
 func uint32(high: UInt16, low: UInt16) -> UInt32 { UInt32(high) << 16 | UInt32(low) }
 
-/// Driver for one RA-610 arm controller over Modbus TCP.
+/// Driver for one RA-610 arm controller over Modbus, whatever the transport (libmodbus TCP in the plant, in memory
+/// in virtual time: the same code).
 ///
-/// Each period the control thread calls `exchange`, which performs exactly one 0x17 read/write-multiple transaction:
-/// it writes the command block (holding 0..27) and reads the status mirror (holding 256..295). After every (re)connect
-/// it also reads the identity registers once. Failures never throw: they show in `ArmInputs.link`, the last good
-/// values stay in place, and reconnects follow the client's capped exponential backoff.
+/// Each period performs exactly one 0x17 read/write-multiple transaction: it writes the command block
+/// (holding 0..27) and reads the status mirror (holding 256..295). After every (re)connect it reads the identity
+/// registers first (that period costs two round trips). Failures never throw: they show in `ArmInputs.link`, the
+/// last good values stay in place, and reconnects follow the client's capped exponential backoff.
 ///
-/// Thread: owned by the control thread after start-up; not for concurrent use. `exchange` does not allocate.
+/// The exchange is split so that a period can talk to every device at once (`CellExchange`): `beginExchange`
+/// sends, `continueExchange` completes the transaction in flight when its reply is there (and may send the next),
+/// `endExchange` publishes the outcome. `exchange` does all three for one device.
+///
+/// Thread: owned by the control thread after start-up; not for concurrent use. No method allocates.
 public final class RA610Driver: @unchecked Sendable {
     /// The device name from the cell definition (`loader`, `assembler`, `lens`).
     public let name: String
-    private let client: ModbusClient
+    /// The connection to the arm.
+    public let client: ModbusClient
     private let writeBuffer: UnsafeMutableBufferPointer<UInt16>
     private let readBuffer: UnsafeMutableBufferPointer<UInt16>
+    private let identityBuffer: UnsafeMutableBufferPointer<UInt16>
     private var needsIdentity = true
     /// The datasheet's joint limits, for the plausibility check of every reply.
     private let jointLimits = JointLimits.ra610
 
-    /// - Parameters:
-    ///   - responseTimeoutNanoseconds: the bound on one transaction; keep it well below the control period.
-    ///   - connectTimeoutNanoseconds: the bound on one connect attempt (it runs on the control thread).
-    public init(
-        name: String, host: String, port: Int, unitID: UInt8,
-        responseTimeoutNanoseconds: UInt64, connectTimeoutNanoseconds: UInt64,
-        reconnect: ReconnectPolicy = .default
-    ) throws(ModbusError) {
+    /// Where this period's exchange stands.
+    private enum Stage {
+        /// Nothing sent (or the exchange ended).
+        case idle
+        /// The identity read is in flight; the 0x17 follows.
+        case identity
+        /// The 0x17 is in flight.
+        case status
+    }
+
+    /// How this period's exchange ended.
+    private enum Outcome {
+        case ok
+        /// Not connected, and the backoff did not allow an attempt (or the attempt failed).
+        case disconnected
+        case failed(ModbusError)
+    }
+
+    private var stage = Stage.idle
+    private var outcome = Outcome.disconnected
+    /// An identity read in this period succeeded (applied to the link at `endExchange`).
+    private var identityRead = false
+
+    /// A driver over `client` (any transport). Thread: any; then the control thread.
+    public init(name: String, client: ModbusClient) {
         self.name = name
-        client = try ModbusClient(
-            host: host, port: port, unitID: unitID,
-            responseTimeoutNanoseconds: responseTimeoutNanoseconds,
-            connectTimeoutNanoseconds: connectTimeoutNanoseconds, reconnect: reconnect)
+        self.client = client
         writeBuffer = .allocate(capacity: RA610Registers.writeCount)
         writeBuffer.initialize(repeating: 0)
         readBuffer = .allocate(capacity: RA610Registers.statusMirrorCount)
         readBuffer.initialize(repeating: 0)
+        identityBuffer = .allocate(capacity: RA610Registers.identityCount)
+        identityBuffer.initialize(repeating: 0)
+    }
+
+    /// A driver of the arm at `host`:`port` over libmodbus TCP (the plant).
+    /// - Parameters:
+    ///   - responseTimeoutNanoseconds: the bound on one transaction; keep it well below the control period.
+    ///   - connectTimeoutNanoseconds: the bound on one connect attempt (it runs on the control thread).
+    public convenience init(
+        name: String, host: String, port: Int, unitID: UInt8,
+        responseTimeoutNanoseconds: UInt64, connectTimeoutNanoseconds: UInt64,
+        reconnect: ReconnectPolicy = .default
+    ) throws(ModbusError) {
+        self.init(
+            name: name,
+            client: try ModbusClient(
+                host: host, port: port, unitID: unitID,
+                responseTimeoutNanoseconds: responseTimeoutNanoseconds,
+                connectTimeoutNanoseconds: connectTimeoutNanoseconds, reconnect: reconnect))
     }
 
     deinit {
         client.close()
         writeBuffer.deallocate()
         readBuffer.deallocate()
+        identityBuffer.deallocate()
     }
 
     /// Closes the connection (shutdown). Thread: the owner.
     public func close() { client.close() }
 
-    /// Writes `outputs` and reads the arm's state into `inputs` in one 0x17 transaction.
-    /// Thread: the control thread. Does not allocate; blocks at most the response timeout (or connect timeout).
+    /// Writes `outputs` and reads the arm's state into `inputs` in one 0x17 transaction (two after a connect).
+    /// Thread: the control thread. Does not allocate; blocks at most the response timeout per transaction (or the
+    /// connect timeout).
     public func exchange(_ outputs: ArmOutputs, into inputs: inout ArmInputs, nowNanoseconds: UInt64) {
+        beginExchange(outputs, nowNanoseconds: nowNanoseconds)
+        while client.hasPendingRequest { continueExchange() }
+        endExchange(into: &inputs)
+    }
+
+    /// Sends this period's first request: the identity read after a (re)connect, else the 0x17 with `outputs`.
+    /// Thread: the control thread. Does not allocate; may connect (bounded by the connect timeout).
+    public func beginExchange(_ outputs: ArmOutputs, nowNanoseconds: UInt64) {
+        assert(stage == .idle, "\(name): beginExchange twice")
+        identityRead = false
         if !client.isConnected {
             guard client.maintainConnection(nowNanoseconds: nowNanoseconds) else {
-                inputs.link.state = .disconnected
-                inputs.link.consecutiveFailures &+= 1
+                outcome = .disconnected
                 return
             }
             needsIdentity = true
         }
+        Self.encode(outputs, into: writeBuffer)
+        if needsIdentity {
+            send(.readInputRegisters(address: RA610Registers.identityAddress, into: identityBuffer), stage: .identity)
+        } else {
+            sendStatusExchange()
+        }
+    }
+
+    /// Completes the request in flight (its reply is there, or its deadline passed): after the identity, sends the
+    /// 0x17. Call while `client.hasPendingRequest`. Thread: the control thread. Does not allocate.
+    public func continueExchange() {
+        assert(client.hasPendingRequest, "\(name): continueExchange with nothing in flight")
         do throws(ModbusError) {
-            if needsIdentity {
-                try readIdentity(into: &inputs.link)
+            try client.receive()
+            switch stage {
+            case .identity:
+                guard identityBuffer[0] == RA610Registers.model else {
+                    throw .badData(errno: RA610Plausibility.implausibleReplyDetail)
+                }
                 needsIdentity = false
+                identityRead = true
+                sendStatusExchange()
+            case .status:
+                try checkPlausible()
+                stage = .idle
+                outcome = .ok
+            case .idle:
+                assertionFailure("\(name): a reply with no stage")
             }
-            encode(outputs)
-            try client.writeAndReadRegisters(
-                writeAddress: RA610Registers.writeAddress, values: UnsafeBufferPointer(writeBuffer),
-                readAddress: RA610Registers.statusMirrorAddress, into: readBuffer)
-            try checkPlausible()
+        } catch {
+            stage = .idle
+            outcome = .failed(error)
+        }
+    }
+
+    /// Publishes the period's outcome into `inputs`: the decoded state on success, else the link's failure (the last
+    /// good values stay). Thread: the control thread. Does not allocate.
+    public func endExchange(into inputs: inout ArmInputs) {
+        assert(!client.hasPendingRequest, "\(name): endExchange with a request in flight")
+        stage = .idle
+        if identityRead {
+            Self.decodeIdentity(UnsafeBufferPointer(identityBuffer), into: &inputs.link)
+        }
+        switch outcome {
+        case .ok:
             decode(into: &inputs)
             inputs.link.state = .ok
             inputs.link.detail = 0
             inputs.link.consecutiveFailures = 0
-        } catch {
+        case .disconnected:
+            inputs.link.state = .disconnected
+            inputs.link.consecutiveFailures &+= 1
+        case .failed(let error):
             inputs.link.record(error)
         }
+        outcome = .disconnected
     }
 
-    private func readIdentity(into link: inout DeviceLink) throws(ModbusError) {
-        let identity = UnsafeMutableBufferPointer(rebasing: readBuffer[0..<RA610Registers.identityCount])
-        try client.readInputRegisters(address: RA610Registers.identityAddress, into: identity)
-        guard identity[0] == RA610Registers.model else {
-            throw .badData(errno: RA610Plausibility.implausibleReplyDetail)
+    private func sendStatusExchange() {
+        send(
+            .writeAndReadRegisters(
+                writeAddress: RA610Registers.writeAddress, values: UnsafeBufferPointer(writeBuffer),
+                readAddress: RA610Registers.statusMirrorAddress, into: readBuffer),
+            stage: .status)
+    }
+
+    private func send(_ request: ModbusRequest, stage next: Stage) {
+        do throws(ModbusError) {
+            try client.send(request)
+            stage = next
+        } catch {
+            stage = .idle
+            outcome = .failed(error)
         }
-        Self.decodeIdentity(UnsafeBufferPointer(identity), into: &link)
     }
-
-    private func encode(_ outputs: ArmOutputs) { Self.encode(outputs, into: writeBuffer) }
 
     private func decode(into inputs: inout ArmInputs) { Self.decode(UnsafeBufferPointer(readBuffer), into: &inputs) }
 
     /// Encodes `outputs` as the holding block 0..27 (`RA610Registers.writeCount` words; reserved 7..15 stay as
-    /// they are in `buffer`). Shared by this driver and the virtual-time engine. Thread: any; does not allocate.
+    /// they are in `buffer`). Thread: any; does not allocate.
     @inline(__always)
     public static func encode(_ outputs: ArmOutputs, into buffer: UnsafeMutableBufferPointer<UInt16>) {
         buffer[0] = outputs.command.rawValue
@@ -194,7 +291,7 @@ public final class RA610Driver: @unchecked Sendable {
     }
 
     /// Decodes the status mirror (holding 256..295, `RA610Registers.statusMirrorCount` words) into `inputs`
-    /// (the link fields are left alone). Shared by this driver and the virtual-time engine. Thread: any.
+    /// (the link fields are left alone). Thread: any.
     @inline(__always)
     public static func decode(_ r: UnsafeBufferPointer<UInt16>, into inputs: inout ArmInputs) {
         inputs.status = ArmStatus(rawValue: r[0])
@@ -213,7 +310,7 @@ public final class RA610Driver: @unchecked Sendable {
         }
     }
 
-    /// Decodes the identity input registers 100..103 into `link`. Shared with the virtual-time engine.
+    /// Decodes the identity input registers 100..103 into `link`. Thread: any.
     @inline(__always)
     public static func decodeIdentity(_ identity: UnsafeBufferPointer<UInt16>, into link: inout DeviceLink) {
         link.model = identity[0]
@@ -223,8 +320,7 @@ public final class RA610Driver: @unchecked Sendable {
 }
 
 extension DeviceLink {
-    /// Records a failed exchange, as every driver does (public so that the virtual-time engine produces exactly
-    /// the same link state). Thread: the control thread; does not allocate.
+    /// Records a failed exchange, as every driver does. Thread: the control thread; does not allocate.
     public mutating func record(_ error: ModbusError) {
         consecutiveFailures &+= 1
         switch error {

@@ -11,170 +11,339 @@ public enum TS200Registers {
     public static let variantAddress = 0
 }
 
-/// Driver for the TS-200 station controller over Modbus TCP.
+/// Driver for the TS-200 station controller over Modbus, whatever the transport (libmodbus TCP in the plant, in
+/// memory in virtual time: the same code).
 ///
-/// Each period it reads the discrete inputs (0x02: SAFETY_OK, parts present, …) and the input registers (0x04: test
-/// counts and results, the lots of the parts at the pick points), which must be read together and fresh. The coils
-/// (0x01) and the variant (0x03) are only ever changed by this driver (the station never clears the start coils and
-/// writes back only the ADVANCE coils, which are not level coils), so the driver keeps them as it last read *or
-/// wrote* them: an acknowledged write updates `StationInputs.coils`/`variant` at once, and each is read back only
-/// every `verifyEveryPeriods` periods (and on the first read after a connect) to catch a change made by someone else.
-/// A period therefore costs two station round trips, sometimes three (issue 3: a 1 ms period against the simulated
-/// cell; the station's tables may be read "every few periods").
+/// **What a period does.** It writes what the previous step changed and reads the station, all in one exchange:
+/// - each level coil whose wanted value differs from the known one (0x05, one coil at a time: the station writes
+///   INFEED_ADVANCE/OUTFEED_ADVANCE back to 0 itself, so a multi-coil write could undo its write-back), one
+///   INFEED/OUTFEED_ADVANCE per change of `StationOutputs.infeedRequests`/`outfeedRequests`, and the variant (0x06)
+///   when it differs;
+/// - the discrete inputs (0x02: SAFETY_OK, parts present, …) and the input registers (0x04: test counts and results,
+///   the lots at the pick points), every period.
 ///
-/// After the controller's step it writes each level coil whose wanted value differs from the current one (0x05, one
-/// coil at a time: the station writes INFEED_ADVANCE/OUTFEED_ADVANCE back to 0 itself, so a multi-coil write could
-/// undo its write-back), and the variant register when it differs. The conveyors are indexed by *requests*: one index
-/// each time `StationOutputs.infeedRequests`/`outfeedRequests` changes.
+/// The coils (0x01) and the variant (0x03) are only ever changed by this driver (the station never clears the start
+/// coils and writes back only the ADVANCE coils, which are not level coils), so it knows them from its own
+/// acknowledged writes and reads each back only every `verifyEveryPeriods` periods, to catch a change made by someone
+/// else; a period that writes postpones its read-back. After a connect or a failed exchange the state of the station is
+/// unknown: the next period reads everything and writes nothing.
 ///
-/// Thread: owned by the control thread after start-up; not for concurrent use. `exchange` does not allocate.
+/// **Connections.** The datasheet allows two concurrent connections. With `connections: 2` the period's transactions
+/// are shared between both, so the two reads cost one round trip, not two (a third client, such as a commissioning
+/// tool, is then refused by the station while the cell runs). With 1, every transaction goes in turn over one
+/// connection. A transaction whose connection is down is taken by the other one.
+///
+/// Thread: owned by the control thread after start-up; not for concurrent use. No method allocates.
 public final class TS200Driver: @unchecked Sendable {
     /// The device name from the cell definition (`station`).
     public let name: String
-    private let client: ModbusClient
-    private let bits: UnsafeMutableBufferPointer<UInt8>
-    private let registers: UnsafeMutableBufferPointer<UInt16>
-    private var lastInfeedRequest: UInt32 = 0
-    private var lastOutfeedRequest: UInt32 = 0
-    /// Periods read since the last connect; picks which period reads the coils and the variant back.
-    private var periodsSinceConnect: UInt64 = 0
+    /// The connections to the station (one or two), fixed at init.
+    public let clients: [ModbusClient]
 
     /// How often (in periods) the coils and the variant register are read back; the coils in one period, the
     /// variant `verifyEveryPeriods / 2` periods later. Between read-backs they are known from the driver's own
     /// acknowledged writes.
     public static let verifyEveryPeriods: UInt64 = 8
+    /// Most connections the datasheet allows one client ("2; a third connection is accepted and closed at once").
+    public static let maximumConnections = 2
+    /// Most transactions in one period: 6 level coils, 2 advance coils, the variant, 2 reads, 2 read-backs.
+    static let maximumTransactionsPerPeriod = 16
 
-    public init(
+    /// One transaction of a period.
+    enum Transaction: Equatable {
+        case readSignals, readRegisters, readCoils, readVariant
+        /// 0x05 of a level coil (`address` = its bit in `StationCoils`) to `value`.
+        case writeLevelCoil(address: Int, value: Bool)
+        case advanceInfeed, advanceOutfeed
+        case writeVariant(UInt16)
+    }
+
+    /// One buffer per connection for what a read returns (bits or registers).
+    private let bitBuffers: [UnsafeMutableBufferPointer<UInt8>]
+    private let registerBuffers: [UnsafeMutableBufferPointer<UInt16>]
+    /// The period's transactions in order, and the next to start.
+    private let queue: UnsafeMutableBufferPointer<Transaction>
+    private var queued = 0
+    private var nextToStart = 0
+    /// The transaction in flight on each connection.
+    private let inFlight: UnsafeMutableBufferPointer<Transaction?>
+
+    /// Conveyor requests acknowledged so far, and those this period's writes carry.
+    private var lastInfeedRequest: UInt32 = 0
+    private var lastOutfeedRequest: UInt32 = 0
+    private var plannedInfeedRequest: UInt32 = 0
+    private var plannedOutfeedRequest: UInt32 = 0
+    /// Periods exchanged successfully since the last connect or failure; picks the read-back periods.
+    private var periodsInStep: UInt64 = 0
+    /// A read-back that a writing period postponed.
+    private var coilReadBackDue = false
+    private var variantReadBackDue = false
+
+    /// This period's results, applied at `endExchange`.
+    private var staged = StationInputs()
+    private var failure: ModbusError?
+    private var anyConnected = false
+
+    /// A driver over `clients` (one or two connections to the same station, any transport).
+    /// Thread: any; then the control thread.
+    public init(name: String, clients: [ModbusClient]) {
+        precondition(
+            (1...Self.maximumConnections).contains(clients.count), "a TS-200 takes 1 or 2 connections, not \(clients.count)")
+        self.name = name
+        self.clients = clients
+        bitBuffers = clients.map { _ in
+            let buffer = UnsafeMutableBufferPointer<UInt8>.allocate(
+                capacity: max(TS200Registers.coilCount, TS200Registers.discreteInputCount))
+            buffer.initialize(repeating: 0)
+            return buffer
+        }
+        registerBuffers = clients.map { _ in
+            let buffer = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: TS200Registers.inputRegisterCount)
+            buffer.initialize(repeating: 0)
+            return buffer
+        }
+        queue = .allocate(capacity: Self.maximumTransactionsPerPeriod)
+        queue.initialize(repeating: .readSignals)
+        inFlight = .allocate(capacity: clients.count)
+        inFlight.initialize(repeating: nil)
+    }
+
+    /// A driver of the station at `host`:`port` over libmodbus TCP (the plant), over `connections` (1 or 2)
+    /// connections.
+    public convenience init(
         name: String, host: String, port: Int, unitID: UInt8,
         responseTimeoutNanoseconds: UInt64, connectTimeoutNanoseconds: UInt64,
-        reconnect: ReconnectPolicy = .default
+        reconnect: ReconnectPolicy = .default, connections: Int = 1
     ) throws(ModbusError) {
-        self.name = name
-        client = try ModbusClient(
-            host: host, port: port, unitID: unitID,
-            responseTimeoutNanoseconds: responseTimeoutNanoseconds,
-            connectTimeoutNanoseconds: connectTimeoutNanoseconds, reconnect: reconnect)
-        bits = .allocate(capacity: max(TS200Registers.coilCount, TS200Registers.discreteInputCount))
-        bits.initialize(repeating: 0)
-        registers = .allocate(capacity: TS200Registers.inputRegisterCount)
-        registers.initialize(repeating: 0)
+        var clients: [ModbusClient] = []
+        for index in 0..<connections {
+            clients.append(
+                try ModbusClient(
+                    host: host, port: port, unitID: unitID, responseTimeoutNanoseconds: responseTimeoutNanoseconds,
+                    connectTimeoutNanoseconds: connectTimeoutNanoseconds, reconnect: reconnect,
+                    jitterSeed: 0x5EED_5EED &+ UInt64(index)))
+        }
+        self.init(name: name, clients: clients)
     }
 
     deinit {
-        client.close()
-        bits.deallocate()
-        registers.deallocate()
+        for client in clients { client.close() }
+        for buffer in bitBuffers { buffer.deallocate() }
+        for buffer in registerBuffers { buffer.deallocate() }
+        queue.deallocate()
+        inFlight.deallocate()
     }
 
-    /// Closes the connection (shutdown). Thread: the owner.
-    public func close() { client.close() }
+    /// Closes the connections (shutdown). Thread: the owner.
+    public func close() { for client in clients { client.close() } }
 
-    /// Reads the station into `inputs`: discrete inputs and input registers every period, the coils and the variant
-    /// on their turn (see the type's comment) and in full on the first period after a connect or a failed exchange.
-    /// Thread: the control thread, in the period's read phase. Does not allocate; each request blocks at most the
-    /// response timeout.
-    public func read(into inputs: inout StationInputs, nowNanoseconds: UInt64) {
-        if !client.isConnected {
-            guard client.maintainConnection(nowNanoseconds: nowNanoseconds) else {
-                inputs.link.state = .disconnected
-                inputs.link.consecutiveFailures &+= 1
-                return
+    /// Writes what `outputs` changed and reads the station into `inputs` (see the type's comment).
+    /// Thread: the control thread. Does not allocate; blocks at most the response timeout per transaction.
+    public func exchange(_ outputs: StationOutputs, into inputs: inout StationInputs, nowNanoseconds: UInt64) {
+        beginExchange(outputs, current: inputs, nowNanoseconds: nowNanoseconds)
+        var busy = true
+        while busy {
+            busy = false
+            for index in clients.indices where clients[index].hasPendingRequest {
+                continueExchange(connection: index)
+                busy = true
             }
         }
-        if inputs.link.state != .ok { periodsSinceConnect = 0 }
+        endExchange(into: &inputs)
+    }
+
+    /// Plans the period's transactions, judged against `current` (the inputs as last exchanged), and starts one on
+    /// each connection. Thread: the control thread. Does not allocate; may connect (bounded by the connect timeout).
+    public func beginExchange(_ outputs: StationOutputs, current: StationInputs, nowNanoseconds: UInt64) {
+        staged = current
+        failure = nil
+        queued = 0
+        nextToStart = 0
+        anyConnected = false
+        for client in clients where client.maintainConnection(nowNanoseconds: nowNanoseconds) { anyConnected = true }
+        guard anyConnected else { return }
+
+        let inStep = current.link.state == .ok && periodsInStep > 0
+        if inStep {
+            planWrites(outputs, current: current)
+        } else {
+            // The station's coils and variant are unknown: read them, write nothing this period.
+            periodsInStep = 0
+            coilReadBackDue = true
+            variantReadBackDue = true
+        }
+        let writes = queued
+        enqueue(.readSignals)
+        enqueue(.readRegisters)
+        if inStep {
+            let phase = periodsInStep % Self.verifyEveryPeriods
+            if phase == 0 { coilReadBackDue = true }
+            if phase == Self.verifyEveryPeriods / 2 { variantReadBackDue = true }
+        }
+        // A period that writes postpones its read-back: it keeps the period to one round trip per connection.
+        if writes == 0 || !inStep {
+            if coilReadBackDue { enqueue(.readCoils) }
+            if variantReadBackDue { enqueue(.readVariant) }
+        }
+        for index in clients.indices { startNext(on: index) }
+    }
+
+    /// Completes the transaction in flight on connection `connection` (its reply is there, or its deadline passed)
+    /// and starts the next one of the period on it. Call while that client `hasPendingRequest`.
+    /// Thread: the control thread. Does not allocate.
+    public func continueExchange(connection index: Int) {
+        let client = clients[index]
+        assert(client.hasPendingRequest, "\(name): continueExchange with nothing in flight on connection \(index)")
+        guard let transaction = inFlight[index] else { return }
+        inFlight[index] = nil
         do throws(ModbusError) {
-            try read(into: &inputs, period: periodsSinceConnect)
-            periodsSinceConnect &+= 1
-            inputs.link.state = .ok
-            inputs.link.detail = 0
-            inputs.link.consecutiveFailures = 0
+            try client.receive()
+            apply(transaction, connection: index)
+            startNext(on: index)
         } catch {
-            inputs.link.record(error)
+            // The station's state is unknown now: the rest of the period is dropped, the next reads everything.
+            if failure == nil { failure = error }
+            nextToStart = queued
         }
     }
 
-    /// Writes what `outputs` wants changed, judged against the coils and variant in `inputs` (as last read or
-    /// written); acknowledged writes are applied to `inputs`.
-    /// Thread: the control thread, in the period's write phase. Does not allocate.
-    public func write(_ outputs: StationOutputs, current inputs: inout StationInputs) {
-        guard client.isConnected, inputs.link.state == .ok else { return }
-        do throws(ModbusError) {
-            try writeChanges(outputs, current: &inputs)
-        } catch {
-            inputs.link.record(error)
+    /// Publishes the period: the reads and the acknowledged writes into `inputs`, or the link's failure (the values
+    /// read stay as they were, and the next period reads everything). Thread: the control thread. Does not allocate.
+    public func endExchange(into inputs: inout StationInputs) {
+        assert(!clients.contains { $0.hasPendingRequest }, "\(name): endExchange with a request in flight")
+        if let failure {
+            let link = inputs.link
+            inputs = staged
+            inputs.link = link
+            inputs.link.record(failure)
+            periodsInStep = 0
+            return
         }
+        guard anyConnected else {
+            inputs.link.state = .disconnected
+            inputs.link.consecutiveFailures &+= 1
+            periodsInStep = 0
+            return
+        }
+        let link = inputs.link
+        inputs = staged
+        inputs.link = link
+        inputs.link.state = .ok
+        inputs.link.detail = 0
+        inputs.link.consecutiveFailures = 0
+        periodsInStep &+= 1
     }
 
-    /// Period `period` since the connect: 0 reads everything; later periods read the coils or the variant back only on
-    /// their turn.
-    private func read(into inputs: inout StationInputs, period: UInt64) throws(ModbusError) {
-        let inputBits = UnsafeMutableBufferPointer(rebasing: bits[0..<TS200Registers.discreteInputCount])
-        try client.readDiscreteInputs(address: 0, into: inputBits)
-        var signals: UInt16 = 0
-        for index in 0..<TS200Registers.discreteInputCount where inputBits[index] != 0 { signals |= 1 << index }
-        inputs.signals = StationSignals(rawValue: signals)
+    // MARK: The period's transactions
 
-        try client.readInputRegisters(address: 0, into: registers)
-        let r = registers
-        inputs.statusWord = r[0]
-        inputs.faultCode = r[1]
-        inputs.leakTestCount = r[2]
-        inputs.leakRateHundredths = r[3]
-        inputs.lightTestCount = r[4]
-        inputs.luminousIntensityCandela = r[5]
-        inputs.cutoffAngleHundredthsDegree = Int16(bitPattern: r[6])
-        inputs.housingLot = uint32(high: r[8], low: r[9])
-        inputs.ledModuleLot = uint32(high: r[10], low: r[11])
-        inputs.lensLot = uint32(high: r[12], low: r[13])
-        inputs.uptimeMilliseconds = uint32(high: r[14], low: r[15])
-
-        let phase = period % Self.verifyEveryPeriods
-        if period == 0 || phase == 0 {
-            try readCoils(into: &inputs)
-        }
-        if period == 0 || phase == Self.verifyEveryPeriods / 2 {
-            let variant = UnsafeMutableBufferPointer(rebasing: registers[0..<1])
-            try client.readHoldingRegisters(address: TS200Registers.variantAddress, into: variant)
-            inputs.variant = variant[0]
-        }
-    }
-
-    private func readCoils(into inputs: inout StationInputs) throws(ModbusError) {
-        let coilBits = UnsafeMutableBufferPointer(rebasing: bits[0..<TS200Registers.coilCount])
-        try client.readCoils(address: 0, into: coilBits)
-        var coils: UInt16 = 0
-        for index in 0..<TS200Registers.coilCount where coilBits[index] != 0 { coils |= 1 << index }
-        inputs.coils = StationCoils(rawValue: coils)
-    }
-
-    /// Level coils: written when the wanted level differs from the read one. Coil `n` is bit `n` of `StationCoils`
-    /// (as `read` builds it), so the coil address is the bit index. A mask rather than an array of (coil, address):
-    /// a static array is built lazily on the heap, at its first use on the control thread.
+    /// Level coils: written when the wanted level differs from the known one. Coil `n` is bit `n` of
+    /// `StationCoils`, so the coil address is the bit index. A mask rather than an array of (coil, address): a static
+    /// array is built lazily on the heap, at its first use on the control thread.
     private static let levelCoils = StationCoils.fixtureClamp.union(.leakTestStart).union(.lightTestStart)
         .union(.lampGreen).union(.lampAmber).union(.lampRed)
 
-    /// Writes the differences; each acknowledged write is applied to `current` at once (the station now holds it).
-    private func writeChanges(_ outputs: StationOutputs, current: inout StationInputs) throws(ModbusError) {
+    private func planWrites(_ outputs: StationOutputs, current: StationInputs) {
         for address in 0..<TS200Registers.coilCount {
             let coil = StationCoils(rawValue: 1 << address)
             guard Self.levelCoils.contains(coil) else { continue }
             let wanted = outputs.coils.contains(coil)
-            if wanted != current.coils.contains(coil) {
-                try client.writeSingleCoil(address: address, value: wanted)
-                if wanted { current.coils.insert(coil) } else { current.coils.remove(coil) }
-            }
+            if wanted != current.coils.contains(coil) { enqueue(.writeLevelCoil(address: address, value: wanted)) }
         }
         if outputs.infeedRequests != lastInfeedRequest {
-            try client.writeSingleCoil(address: 1, value: true)
-            lastInfeedRequest = outputs.infeedRequests
+            enqueue(.advanceInfeed)
+            plannedInfeedRequest = outputs.infeedRequests
         }
         if outputs.outfeedRequests != lastOutfeedRequest {
-            try client.writeSingleCoil(address: 4, value: true)
-            lastOutfeedRequest = outputs.outfeedRequests
+            enqueue(.advanceOutfeed)
+            plannedOutfeedRequest = outputs.outfeedRequests
         }
-        if outputs.variant != current.variant {
-            try client.writeSingleRegister(address: TS200Registers.variantAddress, value: outputs.variant)
-            current.variant = outputs.variant
+        if outputs.variant != current.variant { enqueue(.writeVariant(outputs.variant)) }
+    }
+
+    private func enqueue(_ transaction: Transaction) {
+        precondition(queued < Self.maximumTransactionsPerPeriod, "\(name): more transactions than a period holds")
+        queue[queued] = transaction
+        queued += 1
+    }
+
+    /// Sends the next transaction of the period on connection `index`, if any is left and it is connected.
+    private func startNext(on index: Int) {
+        let client = clients[index]
+        guard client.isConnected, nextToStart < queued else { return }
+        let transaction = queue[nextToStart]
+        nextToStart += 1
+        do throws(ModbusError) {
+            try client.send(request(for: transaction, connection: index))
+            inFlight[index] = transaction
+        } catch {
+            if failure == nil { failure = error }
+            nextToStart = queued
+        }
+    }
+
+    private func request(for transaction: Transaction, connection index: Int) -> ModbusRequest {
+        let bits = bitBuffers[index]
+        let registers = registerBuffers[index]
+        switch transaction {
+        case .readSignals:
+            return .readDiscreteInputs(
+                address: 0, into: UnsafeMutableBufferPointer(rebasing: bits[0..<TS200Registers.discreteInputCount]))
+        case .readRegisters:
+            return .readInputRegisters(address: 0, into: registers)
+        case .readCoils:
+            return .readCoils(address: 0, into: UnsafeMutableBufferPointer(rebasing: bits[0..<TS200Registers.coilCount]))
+        case .readVariant:
+            return .readHoldingRegisters(
+                address: TS200Registers.variantAddress, into: UnsafeMutableBufferPointer(rebasing: registers[0..<1]))
+        case .writeLevelCoil(let address, let value):
+            return .writeSingleCoil(address: address, value: value)
+        case .advanceInfeed:
+            return .writeSingleCoil(address: 1, value: true)
+        case .advanceOutfeed:
+            return .writeSingleCoil(address: 4, value: true)
+        case .writeVariant(let variant):
+            return .writeSingleRegister(address: TS200Registers.variantAddress, value: variant)
+        }
+    }
+
+    /// Applies a completed transaction to the staged inputs.
+    private func apply(_ transaction: Transaction, connection index: Int) {
+        let bits = bitBuffers[index]
+        let r = registerBuffers[index]
+        switch transaction {
+        case .readSignals:
+            var signals: UInt16 = 0
+            for bit in 0..<TS200Registers.discreteInputCount where bits[bit] != 0 { signals |= 1 << bit }
+            staged.signals = StationSignals(rawValue: signals)
+        case .readRegisters:
+            staged.statusWord = r[0]
+            staged.faultCode = r[1]
+            staged.leakTestCount = r[2]
+            staged.leakRateHundredths = r[3]
+            staged.lightTestCount = r[4]
+            staged.luminousIntensityCandela = r[5]
+            staged.cutoffAngleHundredthsDegree = Int16(bitPattern: r[6])
+            staged.housingLot = uint32(high: r[8], low: r[9])
+            staged.ledModuleLot = uint32(high: r[10], low: r[11])
+            staged.lensLot = uint32(high: r[12], low: r[13])
+            staged.uptimeMilliseconds = uint32(high: r[14], low: r[15])
+        case .readCoils:
+            var coils: UInt16 = 0
+            for bit in 0..<TS200Registers.coilCount where bits[bit] != 0 { coils |= 1 << bit }
+            staged.coils = StationCoils(rawValue: coils)
+            coilReadBackDue = false
+        case .readVariant:
+            staged.variant = r[0]
+            variantReadBackDue = false
+        case .writeLevelCoil(let address, let value):
+            let coil = StationCoils(rawValue: 1 << address)
+            if value { staged.coils.insert(coil) } else { staged.coils.remove(coil) }
+        case .advanceInfeed:
+            lastInfeedRequest = plannedInfeedRequest
+        case .advanceOutfeed:
+            lastOutfeedRequest = plannedOutfeedRequest
+        case .writeVariant(let variant):
+            staged.variant = variant
         }
     }
 }

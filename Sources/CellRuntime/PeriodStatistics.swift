@@ -5,11 +5,13 @@ import Synchronization
 public enum ControlPhase: Int, CaseIterable, Sendable {
     /// How late the thread woke after its absolute deadline.
     case wakeLatency
-    /// Reading all devices.
+    /// The exchange with every device at once (`CellExchange`): the previous step's outputs out, the inputs in.
+    /// (Named `read` in the metrics since before the writes joined the same exchange.)
     case read
     /// Stepping the cell (PackML, motion, recipe).
     case step
-    /// Writing all devices.
+    /// After the step: publishing the snapshot. (Named `write` in the metrics: the devices were written here before
+    /// their writes joined the period's exchange.)
     case write
     /// Wake-up to end of the period's work.
     case busy

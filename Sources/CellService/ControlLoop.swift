@@ -29,6 +29,9 @@ public struct ControlLoopSettings: Sendable {
     public var responseTimeoutNanoseconds: UInt64 = 2_000_000
     /// Bound on one connect attempt from the control thread, ns.
     public var connectTimeoutNanoseconds: UInt64 = 2_000_000
+    /// Connections to the TS-200 (1 or 2; its datasheet allows 2). With 2 its two reads of a period run side by
+    /// side (one round trip instead of two), and the station refuses any third client while the cell runs.
+    public var stationConnections = 2
     /// Reconnect backoff of the drivers: first retry after 10 ms (a device that dropped one connection is usually
     /// back at once), doubling up to 1 s, with 20 % jitter.
     public var reconnect = ReconnectPolicy(
@@ -50,19 +53,18 @@ public struct PeriodHooks: Sendable {
     }
 }
 
-/// The control loop: the device drivers, the process image, the controller, and the periodic real-time thread
-/// that runs read → step → write every period.
+/// The control loop: the device drivers over libmodbus, the controller, and the periodic real-time thread that runs
+/// the cell's period (`CellPeriod`: exchange with every device at once, then step) and publishes a snapshot.
 ///
 /// Each arm is exchanged with exactly one 0x17 transaction per period (writing the setpoints the previous step
-/// computed and reading the state for this one); the station is read before the step and written after it. Other
+/// computed and reading the state for this one); the station's writes and reads go out in the same exchange. Other
 /// threads see the cell through `snapshot()` (published every period through a try-lock: the control thread never
 /// waits) and talk to it through `submit(_:)`; finished lamps leave through `controller.lamps`.
 public final class ControlLoop: @unchecked Sendable {
     public let controller: CellController
     public let thread: PeriodicThread
-    private var image: ProcessImage
-    private let armDrivers: [RA610Driver]
-    private let stationDriver: TS200Driver
+    /// The period's code, the same as in virtual time.
+    public let cellPeriod: CellPeriod
     private let published: Mutex<CellSnapshot>
     private var staging: CellSnapshot
     private let nextTicket = Atomic<UInt64>(1)
@@ -79,7 +81,6 @@ public final class ControlLoop: @unchecked Sendable {
         precondition(arms.count <= maximumArmCount, "at most \(maximumArmCount) arms")
         self.controller = controller
         hooks = settings.periodHooks
-        image = ProcessImage(armCount: arms.count)
         var drivers: [RA610Driver] = []
         for arm in arms {
             drivers.append(
@@ -88,11 +89,14 @@ public final class ControlLoop: @unchecked Sendable {
                     responseTimeoutNanoseconds: settings.responseTimeoutNanoseconds,
                     connectTimeoutNanoseconds: settings.connectTimeoutNanoseconds, reconnect: settings.reconnect))
         }
-        armDrivers = drivers
-        stationDriver = try TS200Driver(
+        let stationDriver = try TS200Driver(
             name: station.name, host: station.host, port: station.port, unitID: station.unitID,
             responseTimeoutNanoseconds: settings.responseTimeoutNanoseconds,
-            connectTimeoutNanoseconds: settings.connectTimeoutNanoseconds, reconnect: settings.reconnect)
+            connectTimeoutNanoseconds: settings.connectTimeoutNanoseconds, reconnect: settings.reconnect,
+            connections: settings.stationConnections)
+        cellPeriod = CellPeriod(
+            controller: controller,
+            devices: CellExchange(arms: drivers, station: stationDriver, clock: MonotonicClock.shared))
         staging = CellSnapshot(unit: controller.unit)
         published = Mutex(CellSnapshot(unit: controller.unit))
         let box = UnownedBox()
@@ -112,8 +116,7 @@ public final class ControlLoop: @unchecked Sendable {
     public func stop() {
         thread.requestStop()
         thread.join()
-        for driver in armDrivers { driver.close() }
-        stationDriver.close()
+        cellPeriod.devices.close()
     }
 
     /// The latest published state. Any thread but the control thread.
@@ -134,24 +137,20 @@ public final class ControlLoop: @unchecked Sendable {
         hooks?.begin()
         defer { hooks?.end(timing.periodIndex) }
         let stats = thread.statistics
-        let readStart = lampcell_monotonic_ns()
-        for index in armDrivers.indices {
-            armDrivers[index].exchange(image.armOutputs[index], into: &image.armInputs[index], nowNanoseconds: readStart)
-        }
-        stationDriver.read(into: &image.stationInputs, nowNanoseconds: readStart)
-        let stepStart = lampcell_monotonic_ns()
-        stats.record(.read, nanoseconds: stepStart - readStart)
-
+        let start = lampcell_monotonic_ns()
         let wall = lampcell_realtime_ns()
-        controller.step(&image, nowNanoseconds: stepStart, wallNanoseconds: wall)
-        let writeStart = lampcell_monotonic_ns()
-        stats.record(.step, nanoseconds: writeStart - stepStart)
+        let phases = cellPeriod.run(nowNanoseconds: start, wallNanoseconds: wall)
+        stats.record(.read, nanoseconds: phases.exchangeNanoseconds)
+        stats.record(.step, nanoseconds: phases.stepNanoseconds)
 
-        stationDriver.write(image.stationOutputs, current: &image.stationInputs)
-        staging.capture(controller, image: image, periodIndex: timing.periodIndex, now: stepStart, wall: wall)
+        let publishStart = lampcell_monotonic_ns()
+        let stepStart = start &+ phases.exchangeNanoseconds
+        staging.capture(
+            controller, image: cellPeriod.image, periodIndex: timing.periodIndex, now: stepStart,
+            wall: wall &+ phases.exchangeNanoseconds)
         let stage = staging
         _ = published.withLockIfAvailable { $0 = stage }
-        stats.record(.write, nanoseconds: lampcell_monotonic_ns() - writeStart)
+        stats.record(.write, nanoseconds: lampcell_monotonic_ns() - publishStart)
 
         let stall = stallNanoseconds.exchange(0, ordering: .relaxed)
         if stall > 0 {

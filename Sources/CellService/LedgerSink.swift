@@ -6,6 +6,61 @@ import Ledger
 import Logging
 import Synchronization
 
+/// The ledger drain's decisions, apart from their I/O: when to hold the cell, how long to wait before retrying a
+/// failed append, when to let the cell go on, which head is a checkpoint, and what to record for a lamp that was in
+/// the cell when the controller stopped. `LedgerSink` (the daemon's drain thread, real sleeps) and the virtual cell
+/// (virtual time) both follow them. A value; thread: its owner.
+public struct LedgerDrainPolicy: Sendable {
+    /// Pause after the first failed attempt; it doubles up to `maximumRetryDelayNanoseconds`.
+    public static let firstRetryDelayNanoseconds: UInt64 = 50_000_000
+    /// Longest pause between two attempts of a failing append (also the pause after a failure that is not
+    /// retryable: a conflicting duplicate or a corrupt file needs a person; the drain keeps holding and retrying
+    /// slowly).
+    public static let maximumRetryDelayNanoseconds: UInt64 = 2_000_000_000
+
+    /// True from a failed append until the next committed one: the cell is held meanwhile.
+    public private(set) var isFailing = false
+    private var nextDelayNanoseconds = Self.firstRetryDelayNanoseconds
+
+    public init() {}
+
+    /// An append failed. Returns whether the cell must be held now (the first failure of a run of failures) and how
+    /// long to wait before the next attempt of the same entry.
+    public mutating func appendFailed(retryable: Bool) -> (holdCell: Bool, retryAfterNanoseconds: UInt64) {
+        let holdCell = !isFailing
+        isFailing = true
+        let delay = retryable ? nextDelayNanoseconds : Self.maximumRetryDelayNanoseconds
+        nextDelayNanoseconds = min(delay * 2, Self.maximumRetryDelayNanoseconds)
+        return (holdCell, delay)
+    }
+
+    /// An append committed. Returns whether the cell may go on (it was held by a failure of this drain).
+    public mutating func appendCommitted() -> Bool {
+        defer {
+            isFailing = false
+            nextDelayNanoseconds = Self.firstRetryDelayNanoseconds
+        }
+        return isFailing
+    }
+
+    /// Whether the head at `position` is published as a checkpoint line.
+    public static func isCheckpoint(position: Int64) -> Bool { position % Checkpoint.publishIntervalLamps == 0 }
+
+    /// At a start: the entry to record for `lamp`, which was in the cell when the previous process stopped, or nil
+    /// when the ledger already holds it (it finished and was recorded before the stop). `orderID` and `devices` are
+    /// those of when the lamp entered (nil/empty: unknown).
+    public static func entryForLampLeftInCell(
+        _ lamp: LampRecord, orderID: String?, devices: [DeviceIdentity], ledger: Ledger, context: LedgerContext,
+        recordedAtWallNanoseconds: UInt64
+    ) throws(LedgerError) -> LedgerEntry? {
+        var context = context
+        if let orderID { context.orderIDs[lamp.orderSequence] = orderID }
+        if !devices.isEmpty { context.devices = devices }
+        guard try ledger.entry(serial: lamp.serial.text(cellID: context.cellID)) == nil else { return nil }
+        return LedgerEntry.scrappedAtRestart(lamp, recordedAtWallNanoseconds: recordedAtWallNanoseconds, context: context)
+    }
+}
+
 /// Writes every finished lamp to the ledger, durably, off the control thread; remembers the lamp in the cell so
 /// that a crash cannot lose it.
 ///
@@ -20,9 +75,6 @@ import Synchronization
 ///
 /// Thread: `accept`/`lampStarted` on the drain thread only; `head` from any thread.
 public final class LedgerSink: LampSink, @unchecked Sendable {
-    /// Longest pause between two attempts of a failing append.
-    public static let maximumRetryDelayNanoseconds: UInt64 = 2_000_000_000
-
     public let writer: LedgerWriter
     private let logger: Logger
     private let inCellPath: String
@@ -82,15 +134,12 @@ public final class LedgerSink: LampSink, @unchecked Sendable {
     public func recoverAtStart() throws(LedgerError) -> LedgerVerification {
         let verification = try writer.ledger.verify()
         if let data = FileManager.default.contents(atPath: inCellPath), let inCell = Self.decode(data) {
-            let lamp = inCell.lamp
             // The order and the devices as they were when the lamp entered (this process knows neither yet).
-            var context = currentContext
-            if let orderID = inCell.orderID { context.orderIDs[lamp.orderSequence] = orderID }
-            if !inCell.devices.isEmpty { context.devices = inCell.devices }
-            let serial = lamp.serial.text(cellID: context.cellID)
-            if try writer.ledger.entry(serial: serial) == nil {
-                let entry = LedgerEntry.scrappedAtRestart(
-                    lamp, recordedAtWallNanoseconds: lampcell_realtime_ns(), context: context)
+            if let entry = try LedgerDrainPolicy.entryForLampLeftInCell(
+                inCell.lamp, orderID: inCell.orderID, devices: inCell.devices, ledger: writer.ledger,
+                context: currentContext, recordedAtWallNanoseconds: lampcell_realtime_ns())
+            {
+                let serial = entry.serial
                 _ = try writer.append(entry)
                 logger.warning(
                     "lamp \(serial) was in the cell when the controller stopped: recorded as scrapped (controller restart)",
@@ -114,37 +163,31 @@ public final class LedgerSink: LampSink, @unchecked Sendable {
 
     public func accept(_ lamp: LampRecord) {
         let entry = LedgerEntry(lamp, context: currentContext)
-        var delay: UInt64 = 50_000_000
-        var announced = false
+        var policy = LedgerDrainPolicy()
         while true {
             do throws(LedgerError) {
                 let stored = try writer.append(entry)
-                if announced {
+                if policy.appendCommitted() {
                     logger.notice("the ledger writes again", metadata: ["LAMP_SERIAL": "\(entry.serial)"])
                     writable(true)
                 }
                 try? FileManager.default.removeItem(atPath: inCellPath)
                 let head = Checkpoint(count: stored.position, headHash: stored.hash, headSerial: stored.serial)
                 publishedHead.withLock { $0 = head }
-                if stored.position % Checkpoint.publishIntervalLamps == 0 {
+                if LedgerDrainPolicy.isCheckpoint(position: stored.position) {
                     logger.notice("\(head)")
                 }
                 return
             } catch {
                 failureCount.add(1, ordering: .relaxed)
-                if !announced {
+                let decision = policy.appendFailed(retryable: error.isRetryable)
+                if decision.holdCell {
                     logger.error(
                         "the ledger cannot write lamp \(entry.serial): \(error); the cell holds until it can",
                         metadata: ["LAMP_SERIAL": "\(entry.serial)"])
                     writable(false)
-                    announced = true
                 }
-                if !error.isRetryable {
-                    // A conflicting duplicate or a corrupt file needs a person; keep holding and retrying slowly.
-                    delay = Self.maximumRetryDelayNanoseconds
-                }
-                Thread.sleep(forTimeInterval: Double(delay) / 1e9)
-                delay = min(delay * 2, Self.maximumRetryDelayNanoseconds)
+                Thread.sleep(forTimeInterval: Double(decision.retryAfterNanoseconds) / 1e9)
             }
         }
     }

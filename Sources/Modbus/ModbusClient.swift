@@ -1,5 +1,4 @@
 import CModbus
-import CRealtime
 import Glibc
 
 /// Request limits of the Modbus Application Protocol (V1.1b3) that both the client and the server enforce.
@@ -26,44 +25,76 @@ public enum ModbusLimits {
     public static let maximumADUBytes = 260
 }
 
-/// A Modbus TCP client for one device (one unit id), over libmodbus 3.1.6.
+/// One Modbus request, with the caller's buffers for what it reads or writes (no allocation). The buffers must
+/// stay valid until the request is complete (`ModbusClient.receive()` returned or threw).
+public enum ModbusRequest {
+    /// 0x01: `into.count` (1...2000) coils from `address`, one bit per byte (0 or 1).
+    case readCoils(address: Int, into: UnsafeMutableBufferPointer<UInt8>)
+    /// 0x02: `into.count` (1...2000) discrete inputs from `address`, one bit per byte.
+    case readDiscreteInputs(address: Int, into: UnsafeMutableBufferPointer<UInt8>)
+    /// 0x03: `into.count` (1...125) holding registers from `address`.
+    case readHoldingRegisters(address: Int, into: UnsafeMutableBufferPointer<UInt16>)
+    /// 0x04: `into.count` (1...125) input registers from `address`.
+    case readInputRegisters(address: Int, into: UnsafeMutableBufferPointer<UInt16>)
+    /// 0x05: one coil (sent as 0xFF00 or 0x0000).
+    case writeSingleCoil(address: Int, value: Bool)
+    /// 0x06: one holding register.
+    case writeSingleRegister(address: Int, value: UInt16)
+    /// 0x0F: `values.count` (1...1968) coils from `address`, one bit per byte (non-zero = on).
+    case writeCoils(address: Int, values: UnsafeBufferPointer<UInt8>)
+    /// 0x10: `values.count` (1...123) holding registers from `address`.
+    case writeRegisters(address: Int, values: UnsafeBufferPointer<UInt16>)
+    /// 0x17: writes `values` (1...121) at `writeAddress`, then reads `into.count` (1...125) holding registers from
+    /// `readAddress`, in one transaction (the device applies the write first).
+    case writeAndReadRegisters(
+        writeAddress: Int, values: UnsafeBufferPointer<UInt16>, readAddress: Int, into: UnsafeMutableBufferPointer<UInt16>)
+}
+
+/// A Modbus TCP client for one device (one unit id): the client's policy, over any `ModbusTransport`.
 ///
 /// **Thread:** owned by one thread at a time; not safe for concurrent use. It may be created on one thread and
 /// handed over to the thread that uses it (hence `@unchecked Sendable`); the owner then makes every call,
 /// including reading the counters.
 ///
-/// **Requests** use caller-owned buffers and do not allocate. Each blocks for at most the response timeout, plus
-/// the connect timeout when the request has to (re)connect first.
+/// **Transports and clocks.** The plant uses `LibmodbusTCPTransport` with `MonotonicClock` (`init(host:port:…)`);
+/// virtual-time runs use `InMemoryModbusTransport` with a `VirtualClock`. Everything below is the same code for
+/// both.
 ///
-/// **Resync policy.** After a `.timeout`, `.badData` or `.connectionLost` the client closes the socket at once.
+/// **Requests** use caller-owned buffers and do not allocate. A request is either made whole (`readCoils`, …,
+/// which block for at most the response timeout, plus the connect timeout when they have to (re)connect first) or
+/// split (`send(_:)`, then `receive()`): a control period sends one request to every device first and then collects
+/// the replies, so the period waits for the slowest device once rather than for every device in turn.
+///
+/// **Reply checks.** Every field of a reply is checked here: transaction id, protocol id 0, the MBAP length against
+/// the frame, unit id, function code (or its exception), byte count or echo. Any mismatch is `.badData`.
+///
+/// **Resync policy.** After a `.timeout`, `.badData` or `.connectionLost` the client closes the connection at once.
 /// A late reply to a timed-out request therefore lands on a dead socket and can never be read as the answer to
 /// a later request (libmodbus issue #255: a stale reply sitting in the socket makes the next request fail with a
-/// transaction-id mismatch, or worse, be answered with stale data). The next request reconnects first (about
-/// 100 µs on loopback). libmodbus' own error recovery is set to NONE (no endless LINK recovery, no flush sleeps).
+/// transaction-id mismatch, or worse, be answered with stale data). The next request reconnects first.
 ///
 /// **Reconnect and backoff.** When not connected, a request (or `maintainConnection(nowNanoseconds:)`) attempts
 /// to connect only once `nextAttemptNanoseconds` has passed; before that it throws `.notConnected` immediately,
-/// never waiting. A failed attempt schedules the next one after `ReconnectPolicy`'s delay. A connection counts
-/// as established only once a reply (normal or exception) came back on it: a device that accepts and closes
-/// at once (a device that is down, or one at its connection limit) keeps counting as failed attempts, so it is
-/// not hammered. The first reply on a new connection resets the backoff. A connection that had worked and then
-/// failed is retried immediately (the resync reconnect); if that fails too, the backoff starts.
+/// never waiting. A failed attempt schedules the next one after `ReconnectPolicy`'s delay (jitter from a seeded
+/// generator). A connection counts as established only once a reply (normal or exception) came back on it: a
+/// device that accepts and closes at once (a device that is down, or one at its connection limit) keeps counting
+/// as failed attempts, so it is not hammered. The first reply on a new connection resets the backoff. A connection
+/// that had worked and then failed is retried immediately (the resync reconnect); if that fails too, the backoff
+/// starts.
 public final class ModbusClient: @unchecked Sendable {
-    /// Host (IPv4 literal or a name resolved at each connect) and TCP port of the device.
-    public let host: String
-    /// TCP port of the device.
-    public let port: Int
+    /// What moves the bytes.
+    public let transport: any ModbusTransport
+    /// The clock of every deadline and of the backoff.
+    public let clock: any ModbusClock
     /// Unit id sent in every request (change it with `setUnitID(_:)`).
     public private(set) var unitID: UInt8
-    /// Timeout for a complete reply.
+    /// Timeout for a complete reply, from the request's send.
     public let responseTimeoutNanoseconds: UInt64
-    /// Timeout for a TCP connection attempt.
+    /// Timeout for a connection attempt.
     public let connectTimeoutNanoseconds: UInt64
     /// Backoff between failed connection attempts.
     public let reconnectPolicy: ReconnectPolicy
 
-    /// True while a socket is open.
-    public private(set) var isConnected = false
     /// Requests sent (successful or not; not those refused before sending).
     public private(set) var requestCount: UInt64 = 0
     /// Requests that timed out.
@@ -72,15 +103,17 @@ public final class ModbusClient: @unchecked Sendable {
     public private(set) var errorCount: UInt64 = 0
     /// Exception replies received.
     public private(set) var exceptionCount: UInt64 = 0
+    /// Replies rejected by the checks (`.badData`).
+    public private(set) var badReplyCount: UInt64 = 0
     /// Connection attempts made (successful or not).
     public private(set) var connectAttemptCount: UInt64 = 0
     /// Successful connections after the first one.
     public private(set) var reconnectCount: UInt64 = 0
     /// Failed attempts since the last connection that answered a request; drives the backoff.
     public private(set) var consecutiveFailures = 0
-    /// CLOCK_MONOTONIC time before which no connection attempt is made (0: immediately).
+    /// Clock time before which no connection attempt is made (0: immediately).
     public private(set) var nextAttemptNanoseconds: UInt64 = 0
-    /// CLOCK_MONOTONIC time at which the last connection attempt started (0 before any).
+    /// Clock time at which the last connection attempt started (0 before any).
     public private(set) var lastAttemptNanoseconds: UInt64 = 0
     /// The backoff delay chosen after the last failed attempt (0 before any failure).
     public private(set) var lastBackoffDelayNanoseconds: UInt64 = 0
@@ -92,10 +125,9 @@ public final class ModbusClient: @unchecked Sendable {
     /// Largest unit id libmodbus sends over TCP besides 0xFF (it rejects 248...254).
     public static let maximumUnitID: UInt8 = 247
 
-    private let context: OpaquePointer
     /// The request ADU being built (MBAP header and PDU), `ModbusLimits.maximumADUBytes` bytes.
     private let requestFrame: UnsafeMutablePointer<UInt8>
-    /// The reply ADU as libmodbus framed it, `ModbusLimits.maximumADUBytes` bytes.
+    /// The reply ADU as the transport framed it, `ModbusLimits.maximumADUBytes` bytes.
     private let replyFrame: UnsafeMutablePointer<UInt8>
     /// Transaction id of the last request (incremented, wrapping, per request).
     private var transactionID: UInt16 = 0
@@ -105,22 +137,24 @@ public final class ModbusClient: @unchecked Sendable {
     private var everConnected = false
     /// The owner called `close()`: no automatic reconnection until `connect()`.
     private var closedByOwner = false
+    /// The request sent and not yet received, and when its reply is due at the latest.
+    private var pending: ModbusRequest?
+    public private(set) var pendingDeadlineNanoseconds: UInt64 = 0
 
-    /// Creates a client; does not connect (the first request, `connect()` or `maintainConnection` does).
+    /// Creates a client over `transport`; does not connect (the first request, `connect()` or
+    /// `maintainConnection` does).
     ///
     /// - Parameters:
-    ///   - host: an IPv4 literal (connects without name resolution), or a host name resolved at each connect.
     ///   - unitID: 0...247 or 255.
-    ///   - jitterSeed: seed of the backoff jitter, so tests are reproducible.
-    /// - Throws: `.invalidArgument` for a bad port, unit id or timeout, or when libmodbus refuses the host.
+    ///   - jitterSeed: seed of the backoff jitter, so runs are reproducible.
+    ///   - clock: the clock of the deadlines; `MonotonicClock.shared` for a transport over real sockets.
+    /// - Throws: `.invalidArgument` for a bad unit id or timeout.
     /// Thread: any; the client then belongs to one thread at a time.
     public init(
-        host: String, port: Int, unitID: UInt8 = 1, responseTimeoutNanoseconds: UInt64,
-        connectTimeoutNanoseconds: UInt64, reconnect: ReconnectPolicy = .default, jitterSeed: UInt64 = 0x5EED_5EED
+        transport: any ModbusTransport, unitID: UInt8 = 1, responseTimeoutNanoseconds: UInt64,
+        connectTimeoutNanoseconds: UInt64, reconnect: ReconnectPolicy = .default, jitterSeed: UInt64 = 0x5EED_5EED,
+        clock: any ModbusClock = MonotonicClock.shared
     ) throws(ModbusError) {
-        guard (1...65_535).contains(port) else {
-            throw .invalidArgument("port \(port) of \(host) is outside 1...65535")
-        }
         let timeouts = Self.minimumTimeoutNanoseconds...Self.maximumTimeoutNanoseconds
         guard timeouts.contains(responseTimeoutNanoseconds) else {
             throw .invalidArgument("responseTimeoutNanoseconds \(responseTimeoutNanoseconds) outside \(timeouts)")
@@ -129,44 +163,55 @@ public final class ModbusClient: @unchecked Sendable {
             throw .invalidArgument("connectTimeoutNanoseconds \(connectTimeoutNanoseconds) outside \(timeouts)")
         }
         guard unitID <= Self.maximumUnitID || unitID == 0xFF else {
-            throw .invalidArgument("unit id \(unitID) for \(host):\(port): libmodbus accepts 0...247 and 255")
-        }
-        let created: OpaquePointer?
-        if lampcell_is_ipv4_literal(host) == 1 {
-            created = modbus_new_tcp(host, Int32(port))
-        } else {
-            created = modbus_new_tcp_pi(host, String(port))
-        }
-        guard let created else {
             throw .invalidArgument(
-                "libmodbus cannot create a context for \(host):\(port) (errno \(lampcell_modbus_errno()))")
+                "unit id \(unitID) for \(transport.peerDescription): libmodbus accepts 0...247 and 255")
         }
-        context = created
+        self.transport = transport
+        self.clock = clock
         requestFrame = .allocate(capacity: ModbusLimits.maximumADUBytes)
         requestFrame.initialize(repeating: 0, count: ModbusLimits.maximumADUBytes)
         replyFrame = .allocate(capacity: ModbusLimits.maximumADUBytes)
         replyFrame.initialize(repeating: 0, count: ModbusLimits.maximumADUBytes)
-        self.host = host
-        self.port = port
         self.unitID = unitID
         self.responseTimeoutNanoseconds = responseTimeoutNanoseconds
         self.connectTimeoutNanoseconds = connectTimeoutNanoseconds
         self.reconnectPolicy = reconnect
         self.jitter = SplitMix64(seed: jitterSeed)
-        modbus_set_error_recovery(context, MODBUS_ERROR_RECOVERY_NONE)
-        modbus_set_slave(context, Int32(unitID))
-        // No byte timeout: the whole reply must arrive within the response timeout (Linux select() counts the
-        // remaining time down across libmodbus' successive reads).
-        modbus_set_byte_timeout(context, 0, 0)
-        Self.setResponseTimeout(context, responseTimeoutNanoseconds)
+    }
+
+    /// A client of the device at `host`:`port` over libmodbus TCP, on CLOCK_MONOTONIC (the plant).
+    ///
+    /// - Parameters:
+    ///   - host: an IPv4 literal (connects without name resolution), or a host name resolved at each connect.
+    /// - Throws: `.invalidArgument` for a bad port, unit id or timeout, or when libmodbus refuses the host.
+    /// Thread: any.
+    public convenience init(
+        host: String, port: Int, unitID: UInt8 = 1, responseTimeoutNanoseconds: UInt64,
+        connectTimeoutNanoseconds: UInt64, reconnect: ReconnectPolicy = .default, jitterSeed: UInt64 = 0x5EED_5EED
+    ) throws(ModbusError) {
+        try self.init(
+            transport: try LibmodbusTCPTransport(host: host, port: port), unitID: unitID,
+            responseTimeoutNanoseconds: responseTimeoutNanoseconds,
+            connectTimeoutNanoseconds: connectTimeoutNanoseconds, reconnect: reconnect, jitterSeed: jitterSeed)
     }
 
     deinit {
-        modbus_close(context)
-        modbus_free(context)
+        transport.close()
         requestFrame.deallocate()
         replyFrame.deallocate()
     }
+
+    /// What the client talks to, for messages.
+    public var peerDescription: String { transport.peerDescription }
+
+    /// True while a connection is open.
+    public var isConnected: Bool { transport.isOpen }
+
+    /// True between `send(_:)` and `receive()`.
+    public var hasPendingRequest: Bool { pending != nil }
+
+    /// The transport's readiness descriptor (see `ModbusTransport.readinessDescriptor`).
+    public var readinessDescriptor: Int32 { transport.readinessDescriptor }
 
     // MARK: Connection
 
@@ -175,19 +220,17 @@ public final class ModbusClient: @unchecked Sendable {
     public func connect() throws(ModbusError) {
         closedByOwner = false
         if isConnected { return }
-        try attemptConnect(nowNanoseconds: lampcell_monotonic_ns())
+        try attemptConnect(nowNanoseconds: clock.nowNanoseconds)
     }
 
     /// Closes the connection and stops automatic reconnection until `connect()`. Thread: the owner.
     public func close() {
         closedByOwner = true
-        if isConnected {
-            modbus_close(context)
-            isConnected = false
-        }
+        pending = nil
+        transport.close()
     }
 
-    /// Keeps the connection up without sending a request: when disconnected and `nowNanoseconds` (CLOCK_MONOTONIC)
+    /// Keeps the connection up without sending a request: when disconnected and `nowNanoseconds` (of `clock`)
     /// has reached `nextAttemptNanoseconds`, attempts one connection (blocking at most the connect timeout).
     /// Never waits for the backoff. Returns whether the client is connected afterwards. Thread: the owner.
     @discardableResult
@@ -205,10 +248,8 @@ public final class ModbusClient: @unchecked Sendable {
     /// Changes the unit id of the following requests. Thread: the owner.
     public func setUnitID(_ newUnitID: UInt8) throws(ModbusError) {
         guard newUnitID <= Self.maximumUnitID || newUnitID == 0xFF else {
-            throw .invalidArgument("unit id \(newUnitID) for \(host):\(port): libmodbus accepts 0...247 and 255")
-        }
-        guard modbus_set_slave(context, Int32(newUnitID)) == 0 else {
-            throw .invalidArgument("libmodbus rejected unit id \(newUnitID)")
+            throw .invalidArgument(
+                "unit id \(newUnitID) for \(peerDescription): libmodbus accepts 0...247 and 255")
         }
         unitID = newUnitID
     }
@@ -216,17 +257,10 @@ public final class ModbusClient: @unchecked Sendable {
     private func attemptConnect(nowNanoseconds: UInt64) throws(ModbusError) {
         connectAttemptCount += 1
         lastAttemptNanoseconds = nowNanoseconds
-        // libmodbus' TCP connect is non-blocking connect() + select() bounded by the *response* timeout.
-        Self.setResponseTimeout(context, connectTimeoutNanoseconds)
-        let rc = modbus_connect(context)
-        let code = lampcell_modbus_errno()
-        Self.setResponseTimeout(context, responseTimeoutNanoseconds)
-        guard rc == 0 else {
+        if let code = transport.open(deadlineNanoseconds: nowNanoseconds &+ connectTimeoutNanoseconds) {
             recordFailedAttempt()
-            // A select() timeout leaves errno at EINPROGRESS from the non-blocking connect().
-            throw .connectFailed(errno: code == EINPROGRESS ? ETIMEDOUT : code)
+            throw .connectFailed(errno: code)
         }
-        isConnected = true
         connectionProven = false
         if everConnected { reconnectCount += 1 }
         everConnected = true
@@ -244,22 +278,21 @@ public final class ModbusClient: @unchecked Sendable {
     private func ensureConnected() throws(ModbusError) {
         if isConnected { return }
         if closedByOwner { throw .notConnected }
-        let now = lampcell_monotonic_ns()
+        let now = clock.nowNanoseconds
         if now < nextAttemptNanoseconds { throw .notConnected }
         try attemptConnect(nowNanoseconds: now)
     }
 
-    /// One transaction: the PDU already in `requestFrame[7..<7 + pduLength]` goes out with a fresh MBAP header
-    /// (transaction id, protocol 0, length, unit id); libmodbus receives and frames the reply (its response
-    /// timeout; no byte timeout); then the reply is checked here in full and its PDU length returned (function code
-    /// at `replyFrame[7]`). Applies the error and resync policy.
-    ///
-    /// Why not libmodbus' own request functions: over TCP, libmodbus 3.1.6 checks neither the reply's unit id nor
-    /// its protocol id (found by the hostile-device fuzzer, CellModbusTests: a reply with a wrong unit id was taken
-    /// as the device's). Here every field is checked: transaction id, protocol id 0, the MBAP length against the
-    /// frame, unit id, function code (or its exception), byte count or echo. Any mismatch is `.badData` and the
-    /// connection is dropped (the stream cannot be trusted to be in step any more). Does not allocate.
-    private func transact(pduLength: Int) throws(ModbusError) -> Int {
+    // MARK: Split transactions
+
+    /// Checks `request`, (re)connects when needed and allowed, and sends it with a fresh MBAP header (transaction
+    /// id, protocol 0, length, unit id). Its reply is collected by `receive()`, which must come before the next
+    /// `send`. Throws what the request would throw before a reply (`.invalidArgument`, `.notConnected`,
+    /// `.connectFailed`, `.connectionLost`, `.timeout`); nothing is pending then.
+    /// Thread: the owner. Does not allocate.
+    public func send(_ request: ModbusRequest) throws(ModbusError) {
+        precondition(pending == nil, "send() with a request pending on \(peerDescription): receive() first")
+        let pduLength = try encode(request)
         try ensureConnected()
         requestCount += 1
         transactionID &+= 1
@@ -271,23 +304,35 @@ public final class ModbusClient: @unchecked Sendable {
         frame[4] = UInt8(truncatingIfNeeded: (pduLength + 1) >> 8)
         frame[5] = UInt8(truncatingIfNeeded: pduLength + 1)
         frame[6] = unitID
-        let replyLength: Int32
-        if let failure = sendRequest(length: ModbusLimits.mbapHeaderBytes + pduLength) {
-            replyLength = -1
-            lampcell_modbus_set_errno(failure)
-        } else {
-            replyLength = modbus_receive_confirmation(context, replyFrame)
+        let now = clock.nowNanoseconds
+        let deadline = now &+ responseTimeoutNanoseconds
+        let length = ModbusLimits.mbapHeaderBytes + pduLength
+        if let code = transport.send(UnsafeBufferPointer(start: frame, count: length), deadlineNanoseconds: deadline) {
+            throw fail(code == ETIMEDOUT ? .timeout : .connectionLost(errno: code))
         }
-        var error: ModbusError
-        if replyLength >= 0 {
-            guard let problem = checkReply(length: Int(replyLength)) else {
-                proveConnection()
-                return Int(replyLength) - ModbusLimits.mbapHeaderBytes
-            }
-            error = problem
-        } else {
-            error = ModbusError(requestErrno: lampcell_modbus_errno())
+        pending = request
+        pendingDeadlineNanoseconds = deadline
+    }
+
+    /// Collects the reply of the request `send(_:)` sent, waiting until its deadline at most, checks it in full and
+    /// decodes what it read into the request's buffers. Applies the error and resync policy.
+    /// Thread: the owner. Does not allocate.
+    public func receive() throws(ModbusError) {
+        guard let request = pending else {
+            preconditionFailure("receive() on \(peerDescription) with no request pending")
         }
+        pending = nil
+        let buffer = UnsafeMutableBufferPointer(start: replyFrame, count: ModbusLimits.maximumADUBytes)
+        let length = transport.receive(into: buffer, deadlineNanoseconds: pendingDeadlineNanoseconds)
+        guard length >= 0 else { throw fail(ModbusError(requestErrno: Int32(-length))) }
+        if let problem = checkReply(length: length) { throw fail(problem) }
+        proveConnection()
+        decode(request)
+    }
+
+    /// Books a failed transaction (after its request was sent) and returns the error to throw.
+    private func fail(_ failure: ModbusError) -> ModbusError {
+        var error = failure
         errorCount += 1
         switch error {
         case .exception, .unknownException:
@@ -295,36 +340,107 @@ public final class ModbusClient: @unchecked Sendable {
             proveConnection()
         case .timeout, .badData, .connectionLost:
             if case .timeout = error { timeoutCount += 1 }
+            if case .badData = error { badReplyCount += 1 }
             dropConnection()
         case .notConnected, .connectFailed, .invalidArgument:
             error = .connectionLost(errno: EIO)
             dropConnection()
         }
-        throw error
+        return error
     }
 
-    /// Writes the request on libmodbus' socket, waiting at most the response timeout for room. Returns nil or an
-    /// errno.
-    private func sendRequest(length: Int) -> Int32? {
-        let socket = modbus_get_socket(context)
-        guard socket >= 0 else { return ENOTCONN }
-        let deadline = lampcell_monotonic_ns() &+ responseTimeoutNanoseconds
-        var offset = 0
-        while offset < length {
-            let sent = send(socket, requestFrame + offset, length - offset, Int32(MSG_NOSIGNAL))
-            if sent > 0 {
-                offset += sent
-                continue
+    /// One whole transaction. Thread: the owner.
+    private func transact(_ request: ModbusRequest) throws(ModbusError) {
+        try send(request)
+        try receive()
+    }
+
+    // MARK: Encoding and decoding
+
+    /// Checks the request's arguments and writes its PDU into `requestFrame[7...]`; returns the PDU's length.
+    private func encode(_ request: ModbusRequest) throws(ModbusError) -> Int {
+        switch request {
+        case .readCoils(let address, let values):
+            try checkRange("read coils", address: address, count: values.count, limit: ModbusLimits.maximumReadBits)
+            return readRequest(0x01, address: address, count: values.count)
+        case .readDiscreteInputs(let address, let values):
+            try checkRange(
+                "read discrete inputs", address: address, count: values.count, limit: ModbusLimits.maximumReadBits)
+            return readRequest(0x02, address: address, count: values.count)
+        case .readHoldingRegisters(let address, let values):
+            try checkRange(
+                "read holding registers", address: address, count: values.count,
+                limit: ModbusLimits.maximumReadRegisters)
+            return readRequest(0x03, address: address, count: values.count)
+        case .readInputRegisters(let address, let values):
+            try checkRange(
+                "read input registers", address: address, count: values.count,
+                limit: ModbusLimits.maximumReadRegisters)
+            return readRequest(0x04, address: address, count: values.count)
+        case .writeSingleCoil(let address, let value):
+            try checkRange("write single coil", address: address, count: 1, limit: 1)
+            requestFrame[7] = 0x05
+            put(address, at: 8)
+            put(value ? 0xFF00 : 0x0000, at: 10)
+            return 5
+        case .writeSingleRegister(let address, let value):
+            try checkRange("write single register", address: address, count: 1, limit: 1)
+            requestFrame[7] = 0x06
+            put(address, at: 8)
+            put(Int(value), at: 10)
+            return 5
+        case .writeCoils(let address, let values):
+            try checkRange("write coils", address: address, count: values.count, limit: ModbusLimits.maximumWriteBits)
+            requestFrame[7] = 0x0F
+            put(address, at: 8)
+            put(values.count, at: 10)
+            let byteCount = (values.count + 7) / 8
+            requestFrame[12] = UInt8(byteCount)
+            for index in 0..<byteCount { requestFrame[13 + index] = 0 }
+            for index in 0..<values.count where values[index] != 0 {
+                requestFrame[13 + index / 8] |= 1 << UInt8(index % 8)
             }
-            let code = sent < 0 ? lampcell_modbus_errno() : EPIPE
-            if code == EINTR { continue }
-            guard code == EAGAIN || code == EWOULDBLOCK else { return code }
-            let now = lampcell_monotonic_ns()
-            guard now < deadline else { return ETIMEDOUT }
-            var poller = pollfd(fd: socket, events: Int16(POLLOUT), revents: 0)
-            _ = poll(&poller, 1, Int32(max(1, (deadline - now) / 1_000_000)))
+            return 6 + byteCount
+        case .writeRegisters(let address, let values):
+            try checkRange(
+                "write registers", address: address, count: values.count, limit: ModbusLimits.maximumWriteRegisters)
+            requestFrame[7] = 0x10
+            put(address, at: 8)
+            put(values.count, at: 10)
+            requestFrame[12] = UInt8(2 * values.count)
+            for index in 0..<values.count { put(Int(values[index]), at: 13 + 2 * index) }
+            return 6 + 2 * values.count
+        case .writeAndReadRegisters(let writeAddress, let values, let readAddress, let readValues):
+            try checkRange(
+                "write/read registers (write part)", address: writeAddress, count: values.count,
+                limit: ModbusLimits.maximumReadWriteWriteRegisters)
+            try checkRange(
+                "write/read registers (read part)", address: readAddress, count: readValues.count,
+                limit: ModbusLimits.maximumReadWriteReadRegisters)
+            requestFrame[7] = 0x17
+            put(readAddress, at: 8)
+            put(readValues.count, at: 10)
+            put(writeAddress, at: 12)
+            put(values.count, at: 14)
+            requestFrame[16] = UInt8(2 * values.count)
+            for index in 0..<values.count { put(Int(values[index]), at: 17 + 2 * index) }
+            return 10 + 2 * values.count
         }
-        return nil
+    }
+
+    /// Decodes a checked reply into the request's buffers.
+    private func decode(_ request: ModbusRequest) {
+        switch request {
+        case .readCoils(_, let values), .readDiscreteInputs(_, let values):
+            for index in values.indices { values[index] = (replyFrame[9 + index / 8] >> UInt8(index % 8)) & 1 }
+        case .readHoldingRegisters(_, let values), .readInputRegisters(_, let values),
+            .writeAndReadRegisters(_, _, _, let values):
+            for index in values.indices {
+                values[index] = UInt16(replyFrame[9 + 2 * index]) << 8 | UInt16(replyFrame[10 + 2 * index])
+            }
+        case .writeSingleCoil, .writeSingleRegister, .writeCoils, .writeRegisters:
+            break
+        }
     }
 
     /// nil when the reply in `replyFrame` (`length` bytes) answers the request in `requestFrame`; otherwise the
@@ -385,20 +501,6 @@ public final class ModbusClient: @unchecked Sendable {
         return 5
     }
 
-    /// Registers of a checked reply (0x03, 0x04, 0x17) into `values`.
-    private func decodeRegisters(into values: UnsafeMutablePointer<UInt16>, count: Int) {
-        for index in 0..<count {
-            values[index] = UInt16(replyFrame[9 + 2 * index]) << 8 | UInt16(replyFrame[10 + 2 * index])
-        }
-    }
-
-    /// Bits of a checked reply (0x01, 0x02) into `values`, one per byte (0 or 1), LSB first.
-    private func decodeBits(into values: UnsafeMutablePointer<UInt8>, count: Int) {
-        for index in 0..<count {
-            values[index] = (replyFrame[9 + index / 8] >> UInt8(index % 8)) & 1
-        }
-    }
-
     private func proveConnection() {
         if !connectionProven {
             connectionProven = true
@@ -406,22 +508,15 @@ public final class ModbusClient: @unchecked Sendable {
         }
     }
 
-    /// Closes the socket after a transport failure. A proven connection is retried at once (resync); one that
+    /// Closes the connection after a transport failure. A proven connection is retried at once (resync); one that
     /// never answered counts as a failed attempt of the backoff.
     private func dropConnection() {
-        modbus_close(context)
-        isConnected = false
+        transport.close()
         if connectionProven {
             nextAttemptNanoseconds = 0
         } else {
             recordFailedAttempt()
         }
-    }
-
-    private static func setResponseTimeout(_ context: OpaquePointer, _ nanoseconds: UInt64) {
-        let seconds = UInt32(nanoseconds / 1_000_000_000)
-        let microseconds = UInt32((nanoseconds % 1_000_000_000) / 1_000)
-        modbus_set_response_timeout(context, seconds, max(microseconds, seconds == 0 ? 1 : 0))
     }
 
     // MARK: Argument checks
@@ -435,93 +530,53 @@ public final class ModbusClient: @unchecked Sendable {
         }
     }
 
-    // MARK: Requests (primary API: caller-owned buffers, no allocation)
+    // MARK: Whole requests (caller-owned buffers, no allocation)
 
     /// 0x03: reads `values.count` (1...125) holding registers from `address`. Thread: the owner.
     public func readHoldingRegisters(address: Int, into values: UnsafeMutableBufferPointer<UInt16>)
         throws(ModbusError)
     {
-        try checkRange("read holding registers", address: address, count: values.count,
-            limit: ModbusLimits.maximumReadRegisters)
-        guard let base = values.baseAddress else { return }
-        _ = try transact(pduLength: readRequest(0x03, address: address, count: values.count))
-        decodeRegisters(into: base, count: values.count)
+        try transact(.readHoldingRegisters(address: address, into: values))
     }
 
     /// 0x04: reads `values.count` (1...125) input registers from `address`. Thread: the owner.
     public func readInputRegisters(address: Int, into values: UnsafeMutableBufferPointer<UInt16>)
         throws(ModbusError)
     {
-        try checkRange("read input registers", address: address, count: values.count,
-            limit: ModbusLimits.maximumReadRegisters)
-        guard let base = values.baseAddress else { return }
-        _ = try transact(pduLength: readRequest(0x04, address: address, count: values.count))
-        decodeRegisters(into: base, count: values.count)
+        try transact(.readInputRegisters(address: address, into: values))
     }
 
     /// 0x01: reads `values.count` (1...2000) coils from `address`, one bit per byte (0 or 1). Thread: the owner.
     public func readCoils(address: Int, into values: UnsafeMutableBufferPointer<UInt8>) throws(ModbusError) {
-        try checkRange("read coils", address: address, count: values.count, limit: ModbusLimits.maximumReadBits)
-        guard let base = values.baseAddress else { return }
-        _ = try transact(pduLength: readRequest(0x01, address: address, count: values.count))
-        decodeBits(into: base, count: values.count)
+        try transact(.readCoils(address: address, into: values))
     }
 
     /// 0x02: reads `values.count` (1...2000) discrete inputs from `address`, one bit per byte. Thread: the owner.
     public func readDiscreteInputs(address: Int, into values: UnsafeMutableBufferPointer<UInt8>)
         throws(ModbusError)
     {
-        try checkRange("read discrete inputs", address: address, count: values.count,
-            limit: ModbusLimits.maximumReadBits)
-        guard let base = values.baseAddress else { return }
-        _ = try transact(pduLength: readRequest(0x02, address: address, count: values.count))
-        decodeBits(into: base, count: values.count)
+        try transact(.readDiscreteInputs(address: address, into: values))
     }
 
     /// 0x06: writes one holding register. Thread: the owner.
     public func writeSingleRegister(address: Int, value: UInt16) throws(ModbusError) {
-        try checkRange("write single register", address: address, count: 1, limit: 1)
-        requestFrame[7] = 0x06
-        put(address, at: 8)
-        put(Int(value), at: 10)
-        _ = try transact(pduLength: 5)
+        try transact(.writeSingleRegister(address: address, value: value))
     }
 
     /// 0x10: writes `values.count` (1...123) holding registers from `address`. Thread: the owner.
     public func writeRegisters(address: Int, values: UnsafeBufferPointer<UInt16>) throws(ModbusError) {
-        try checkRange("write registers", address: address, count: values.count,
-            limit: ModbusLimits.maximumWriteRegisters)
-        guard let base = values.baseAddress else { return }
-        requestFrame[7] = 0x10
-        put(address, at: 8)
-        put(values.count, at: 10)
-        requestFrame[12] = UInt8(2 * values.count)
-        for index in 0..<values.count { put(Int(base[index]), at: 13 + 2 * index) }
-        _ = try transact(pduLength: 6 + 2 * values.count)
+        try transact(.writeRegisters(address: address, values: values))
     }
 
     /// 0x05: writes one coil (sent as 0xFF00 or 0x0000). Thread: the owner.
     public func writeSingleCoil(address: Int, value: Bool) throws(ModbusError) {
-        try checkRange("write single coil", address: address, count: 1, limit: 1)
-        requestFrame[7] = 0x05
-        put(address, at: 8)
-        put(value ? 0xFF00 : 0x0000, at: 10)
-        _ = try transact(pduLength: 5)
+        try transact(.writeSingleCoil(address: address, value: value))
     }
 
     /// 0x0F: writes `values.count` (1...1968) coils from `address`, one bit per byte (non-zero = on).
     /// Thread: the owner.
     public func writeCoils(address: Int, values: UnsafeBufferPointer<UInt8>) throws(ModbusError) {
-        try checkRange("write coils", address: address, count: values.count, limit: ModbusLimits.maximumWriteBits)
-        guard let base = values.baseAddress else { return }
-        requestFrame[7] = 0x0F
-        put(address, at: 8)
-        put(values.count, at: 10)
-        let byteCount = (values.count + 7) / 8
-        requestFrame[12] = UInt8(byteCount)
-        for index in 0..<byteCount { requestFrame[13 + index] = 0 }
-        for index in 0..<values.count where base[index] != 0 { requestFrame[13 + index / 8] |= 1 << UInt8(index % 8) }
-        _ = try transact(pduLength: 6 + byteCount)
+        try transact(.writeCoils(address: address, values: values))
     }
 
     /// 0x17: writes `values` (1...121 registers) at `writeAddress`, then reads `readValues.count` (1...125)
@@ -531,20 +586,8 @@ public final class ModbusClient: @unchecked Sendable {
         writeAddress: Int, values: UnsafeBufferPointer<UInt16>,
         readAddress: Int, into readValues: UnsafeMutableBufferPointer<UInt16>
     ) throws(ModbusError) {
-        try checkRange("write/read registers (write part)", address: writeAddress, count: values.count,
-            limit: ModbusLimits.maximumReadWriteWriteRegisters)
-        try checkRange("write/read registers (read part)", address: readAddress, count: readValues.count,
-            limit: ModbusLimits.maximumReadWriteReadRegisters)
-        guard let source = values.baseAddress, let destination = readValues.baseAddress else { return }
-        requestFrame[7] = 0x17
-        put(readAddress, at: 8)
-        put(readValues.count, at: 10)
-        put(writeAddress, at: 12)
-        put(values.count, at: 14)
-        requestFrame[16] = UInt8(2 * values.count)
-        for index in 0..<values.count { put(Int(source[index]), at: 17 + 2 * index) }
-        _ = try transact(pduLength: 10 + 2 * values.count)
-        decodeRegisters(into: destination, count: readValues.count)
+        try transact(
+            .writeAndReadRegisters(writeAddress: writeAddress, values: values, readAddress: readAddress, into: readValues))
     }
 }
 

@@ -58,8 +58,9 @@ public enum ModbusServerError: Error, Equatable, Sendable, CustomStringConvertib
 /// Modbus specification → 0x03; then one device call, which checks address (0x02), value (0x03) and busy (0x06).
 /// Replies echo the transaction id; bits are packed LSB first.
 ///
-/// Fault injection setters take effect promptly from any thread. `replyDelayNanoseconds` is slept in the server
-/// thread before a reply is written, so it delays every client of this device (as a slow device would).
+/// Fault injection setters take effect promptly from any thread. A slow device: each reply is written
+/// `replyDelayNanoseconds` ± `replyJitterNanoseconds` after its request arrived, while the server goes on serving
+/// its other connections (a connection's next request waits for its previous reply, as on a real device).
 ///
 /// Thread: `start()`/`stop()` from the owner; the fault setters and `statistics` from any thread.
 /// The device's methods are called on the server thread.
@@ -114,7 +115,7 @@ public final class ModbusTCPServer: @unchecked Sendable {
     /// A snapshot of the counters. Thread: any.
     public var statistics: ModbusServerStatistics { core.control.withLock { $0.statistics } }
 
-    /// Delay before every reply (0: none). Thread: any.
+    /// Delay from a request's arrival to its reply (0: none). Thread: any.
     public var replyDelayNanoseconds: UInt64 {
         get { core.control.withLock { $0.replyDelayNanoseconds } }
         set {
@@ -122,6 +123,16 @@ public final class ModbusTCPServer: @unchecked Sendable {
             core.wake()
         }
     }
+
+    /// Each reply's delay lies uniformly in `replyDelayNanoseconds` ± this (clamped at 0). Thread: any.
+    public var replyJitterNanoseconds: UInt64 {
+        get { core.control.withLock { $0.replyJitterNanoseconds } }
+        set { core.control.withLock { $0.replyJitterNanoseconds = newValue } }
+    }
+
+    /// Largest accepted `replyDelayNanoseconds` and `replyJitterNanoseconds` (a device that never answers is
+    /// `isSilent`).
+    public static let maximumReplyDelayNanoseconds: UInt64 = 10_000_000_000
 
     /// When true, requests are received but never answered. Thread: any.
     public var isSilent: Bool {
@@ -148,6 +159,7 @@ struct ServerControl {
     var boundPort = 0
     var statistics = ModbusServerStatistics()
     var replyDelayNanoseconds: UInt64 = 0
+    var replyJitterNanoseconds: UInt64 = 0
     var isSilent = false
     var refusesConnections = false
     var dropAllRequested = false
@@ -160,6 +172,11 @@ struct ClientSlot {
     var filled = 0
     /// When the bytes of the incomplete frame now in the buffer started arriving (0: none).
     var partialSinceNanoseconds: UInt64 = 0
+    /// When the reply waiting in this slot's reply buffer is due (0: none waits). Until it is written, the slot's
+    /// further requests stay in its receive buffer.
+    var replyDueNanoseconds: UInt64 = 0
+    var replyLength = 0
+    var replyIsException = false
 }
 
 /// The server's state and loop. Retained by the server thread while it runs.
@@ -168,10 +185,9 @@ final class ServerCore: @unchecked Sendable {
     let requestedPort: Int
     let unitID: UInt8
     let maxClients: Int
-    let device: any ModbusDevice & Sendable
     let partialFrameTimeoutNanoseconds: UInt64
-    /// Bit n set: function code n is supported (read once at init).
-    let supportedFunctionMask: UInt64
+    /// Answers each framed request (shared with `InMemoryModbusTransport`); used on the server thread only.
+    let processor: ModbusRequestProcessor
 
     let control = Mutex(ServerControl())
 
@@ -189,12 +205,10 @@ final class ServerCore: @unchecked Sendable {
     private let receiveBuffers: UnsafeMutableBufferPointer<UInt8>
     private let receiveCapacity = 2 * ModbusLimits.maximumADUBytes
     private let pollFDs: UnsafeMutableBufferPointer<pollfd>
-    private let reply = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: ModbusLimits.maximumADUBytes)
-    private let bitScratch = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: ModbusLimits.maximumReadBits)
-    private let registerScratch = UnsafeMutableBufferPointer<UInt16>.allocate(
-        capacity: ModbusLimits.maximumReadRegisters)
-    private let writeScratch = UnsafeMutableBufferPointer<UInt16>.allocate(
-        capacity: ModbusLimits.maximumWriteRegisters)
+    /// One reply buffer per slot, `ModbusLimits.maximumADUBytes` bytes each (a delayed reply waits there).
+    private let replies: UnsafeMutableBufferPointer<UInt8>
+    /// Jitter of the reply delay (server thread only).
+    private var jitter = SplitMix64(seed: 0x51_0D_E1A7)
 
     /// SCHED_FIFO priority of the server thread, nil for SCHED_OTHER.
     let fifoPriority: Int32?
@@ -208,20 +222,15 @@ final class ServerCore: @unchecked Sendable {
         self.requestedPort = port
         self.unitID = unitID
         self.maxClients = maxClients
-        self.device = device
         self.partialFrameTimeoutNanoseconds = partialFrameTimeoutNanoseconds
-        var mask: UInt64 = 0
-        for function in device.supportedFunctions { mask |= 1 << UInt64(function.rawValue) }
-        supportedFunctionMask = mask
+        processor = ModbusRequestProcessor(unitID: unitID, device: device)
         slots = [ClientSlot](repeating: ClientSlot(), count: maxClients)
         receiveBuffers = .allocate(capacity: maxClients * 2 * ModbusLimits.maximumADUBytes)
         receiveBuffers.initialize(repeating: 0)
         pollFDs = .allocate(capacity: maxClients + 2)
         pollFDs.initialize(repeating: pollfd())
-        reply.initialize(repeating: 0)
-        bitScratch.initialize(repeating: 0)
-        registerScratch.initialize(repeating: 0)
-        writeScratch.initialize(repeating: 0)
+        replies = .allocate(capacity: maxClients * ModbusLimits.maximumADUBytes)
+        replies.initialize(repeating: 0)
         var pipeFDs: [Int32] = [-1, -1]
         wakePipeErrno = -lampcell_pipe_nonblocking(&pipeFDs)
         wakeReadFD = pipeFDs[0]
@@ -233,10 +242,7 @@ final class ServerCore: @unchecked Sendable {
         if wakeWriteFD >= 0 { Glibc.close(wakeWriteFD) }
         receiveBuffers.deallocate()
         pollFDs.deallocate()
-        reply.deallocate()
-        bitScratch.deallocate()
-        registerScratch.deallocate()
-        writeScratch.deallocate()
+        replies.deallocate()
     }
 
     // MARK: Lifecycle (owner thread)
@@ -324,11 +330,11 @@ final class ServerCore: @unchecked Sendable {
         }
         while true {
             let pollCount = preparePoll()
-            let timeout = pollTimeoutMilliseconds()
-            let ready = poll(pollFDs.baseAddress, nfds_t(pollCount), timeout)
-            if ready < 0 && errno != EINTR { break }
+            let ready = lampcell_poll_ns(pollFDs.baseAddress, UInt(pollCount), pollTimeoutNanoseconds())
+            if ready < 0 && ready != -EINTR { break }
             if pollFDs[0].revents != 0 { drainWakePipe() }
             if !applyControlRequests() { break }
+            if !writeDueReplies() { return }
             // Clients before the listening socket: a client that closed and reconnects frees its slot first.
             for index in 2..<pollCount where pollFDs[index].revents != 0 {
                 guard let slot = slots.firstIndex(where: { $0.fd == pollFDs[index].fd }) else { continue }
@@ -352,15 +358,35 @@ final class ServerCore: @unchecked Sendable {
         return count
     }
 
-    private func pollTimeoutMilliseconds() -> Int32 {
+    /// Until the next half-frame expiry or delayed reply, at most `idlePollNanoseconds`.
+    private func pollTimeoutNanoseconds() -> UInt64 {
         var earliest = UInt64.max
-        for slot in slots where slot.fd >= 0 && slot.partialSinceNanoseconds != 0 {
-            earliest = min(earliest, slot.partialSinceNanoseconds &+ partialFrameTimeoutNanoseconds)
+        for slot in slots where slot.fd >= 0 {
+            if slot.partialSinceNanoseconds != 0 {
+                earliest = min(earliest, slot.partialSinceNanoseconds &+ partialFrameTimeoutNanoseconds)
+            }
+            if slot.replyDueNanoseconds != 0 { earliest = min(earliest, slot.replyDueNanoseconds) }
         }
-        if earliest == UInt64.max { return -1 }
         let now = lampcell_monotonic_ns()
         if earliest <= now { return 0 }
-        return Int32(min((earliest - now) / 1_000_000 + 1, 60_000))
+        return min(earliest - now, Self.idlePollNanoseconds)
+    }
+
+    /// Longest poll() while nothing is due (the wakeup pipe ends it earlier).
+    static let idlePollNanoseconds: UInt64 = 60_000_000_000
+
+    /// Writes every delayed reply that is due, then serves the requests that waited behind it. Returns false when
+    /// the server is stopping.
+    private func writeDueReplies() -> Bool {
+        let now = lampcell_monotonic_ns()
+        for index in slots.indices where slots[index].fd >= 0 && slots[index].replyDueNanoseconds != 0 {
+            guard slots[index].replyDueNanoseconds <= now else { continue }
+            slots[index].replyDueNanoseconds = 0
+            guard writeReply(slot: index) else { continue }
+            processFrames(slot: index)
+            if !applyControlRequests() { return false }
+        }
+        return true
     }
 
     private func drainWakePipe() {
@@ -437,10 +463,16 @@ final class ServerCore: @unchecked Sendable {
         }
         if received < 0 { return }
         slots[index].filled += received
+        processFrames(slot: index)
+    }
+
+    /// Answers the complete frames in the slot's receive buffer, in order, until one reply has to wait.
+    private func processFrames(slot index: Int) {
+        let storage = buffer(of: index)
         var consumedFrame = false
 
         let header = ModbusLimits.mbapHeaderBytes
-        while slots[index].filled >= header {
+        while slots[index].filled >= header && slots[index].replyDueNanoseconds == 0 {
             let length = Int(storage[4]) << 8 | Int(storage[5])
             guard length >= 2 && length <= ModbusLimits.maximumPDUBytes + 1 else {
                 control.withLock { $0.statistics.framingErrors += 1 }
@@ -457,8 +489,9 @@ final class ServerCore: @unchecked Sendable {
             slots[index].filled = remaining
             consumedFrame = true
         }
-        // The half-frame clock starts with the first byte of the frame, not with the latest byte.
-        if slots[index].filled == 0 {
+        // The half-frame clock starts with the first byte of the frame, not with the latest byte; bytes waiting
+        // behind a delayed reply are not a half frame yet.
+        if slots[index].filled == 0 || slots[index].replyDueNanoseconds != 0 {
             slots[index].partialSinceNanoseconds = 0
         } else if consumedFrame || slots[index].partialSinceNanoseconds == 0 {
             slots[index].partialSinceNanoseconds = lampcell_monotonic_ns()
@@ -467,34 +500,45 @@ final class ServerCore: @unchecked Sendable {
 
     /// Answers one complete frame. Returns false when the slot was closed or the server is stopping.
     private func handleFrame(slot index: Int, frame: UnsafeBufferPointer<UInt8>) -> Bool {
-        let protocolID = UInt16(frame[2]) << 8 | UInt16(frame[3])
-        let (silent, delayNanoseconds) = control.withLock { ($0.isSilent, $0.replyDelayNanoseconds) }
-        guard protocolID == 0, frame[6] == unitID, !silent else {
+        let (silent, delay, delayJitter) = control.withLock {
+            ($0.isSilent, $0.replyDelayNanoseconds, $0.replyJitterNanoseconds)
+        }
+        let outcome: ModbusRequestProcessor.Outcome =
+            silent ? .ignored : processor.process(frame, into: replyBuffer(of: index))
+        let total: Int
+        let isException: Bool
+        switch outcome {
+        case .ignored:
             control.withLock { $0.statistics.requestsIgnored += 1 }
             return true
+        case .reply(let length):
+            (total, isException) = (length, false)
+        case .exception(let length):
+            (total, isException) = (length, true)
         }
-        let header = ModbusLimits.mbapHeaderBytes
-        let pdu = UnsafeBufferPointer(rebasing: frame[header...])
-        let output = UnsafeMutableBufferPointer(rebasing: reply[header...])
-        let (pduLength, isException) = respond(to: pdu, into: output)
-        reply[0] = frame[0]
-        reply[1] = frame[1]
-        reply[2] = 0
-        reply[3] = 0
-        reply[4] = UInt8((pduLength + 1) >> 8)
-        reply[5] = UInt8((pduLength + 1) & 0xFF)
-        reply[6] = unitID
-
+        slots[index].replyLength = total
+        slots[index].replyIsException = isException
+        // A slow device: the delay, ± up to the jitter, uniformly; the reply waits in the slot meanwhile.
+        var delayNanoseconds = delay
+        if delayJitter > 0 {
+            let offset = UInt64(jitter.nextUnit() * Double(2 * delayJitter))
+            delayNanoseconds = delay &+ offset >= delayJitter ? delay &+ offset &- delayJitter : 0
+        }
         if delayNanoseconds > 0 {
-            waitInterruptibly(untilNanoseconds: lampcell_monotonic_ns() &+ delayNanoseconds)
-            let (stop, dropAll) = control.withLock { ($0.stopRequested, $0.dropAllRequested) }
-            if stop || dropAll { return false }  // the main loop applies them before anything else is written
+            slots[index].replyDueNanoseconds = lampcell_monotonic_ns() &+ delayNanoseconds
+            return true
         }
-        let total = header + pduLength
+        return writeReply(slot: index)
+    }
+
+    /// Writes the reply waiting in the slot's reply buffer. Returns false when the slot was closed.
+    private func writeReply(slot index: Int) -> Bool {
+        let total = slots[index].replyLength
+        let isException = slots[index].replyIsException
         control.withLock {
             if isException { $0.statistics.exceptionsSent += 1 } else { $0.statistics.requestsServed += 1 }
         }
-        let sent = lampcell_send(slots[index].fd, reply.baseAddress, UInt(total))
+        let sent = lampcell_send(slots[index].fd, replyBuffer(of: index).baseAddress, UInt(total))
         if sent != total {
             control.withLock { $0.statistics.repliesFailed += 1 }
             closeClient(index)  // gone, or not reading its replies (a full send buffer)
@@ -503,145 +547,8 @@ final class ServerCore: @unchecked Sendable {
         return true
     }
 
-    /// Sleeps until the deadline on the wakeup pipe, returning early when a stop or drop-all is requested.
-    private func waitInterruptibly(untilNanoseconds deadline: UInt64) {
-        while true {
-            let now = lampcell_monotonic_ns()
-            if now >= deadline { return }
-            var wakeup = pollfd(fd: wakeReadFD, events: Int16(POLLIN), revents: 0)
-            let milliseconds = Int32(min((deadline - now + 999_999) / 1_000_000, 60_000))
-            if poll(&wakeup, 1, milliseconds) > 0 {
-                drainWakePipe()
-                if control.withLock({ $0.stopRequested || $0.dropAllRequested }) { return }
-            }
-        }
-    }
-
-    // MARK: PDU processing
-
-    private func respond(to pdu: UnsafeBufferPointer<UInt8>, into out: UnsafeMutableBufferPointer<UInt8>)
-        -> (length: Int, isException: Bool)
-    {
-        let code = pdu[0]
-        func exception(_ exceptionCode: ModbusExceptionCode) -> (Int, Bool) {
-            out[0] = code | 0x80
-            out[1] = exceptionCode.rawValue
-            return (2, true)
-        }
-        func word(_ offset: Int) -> Int { Int(pdu[offset]) << 8 | Int(pdu[offset + 1]) }
-        func putWord(_ value: Int, at offset: Int) {
-            out[offset] = UInt8(truncatingIfNeeded: value >> 8)
-            out[offset + 1] = UInt8(truncatingIfNeeded: value)
-        }
-
-        guard code < 64, supportedFunctionMask & (1 << UInt64(code)) != 0, let function = ModbusFunction(rawValue: code)
-        else { return exception(.illegalFunction) }
-
-        switch function {
-        case .readCoils, .readDiscreteInputs:
-            guard pdu.count == 5 else { return exception(.illegalDataValue) }
-            let quantity = word(3)
-            guard (1...ModbusLimits.maximumReadBits).contains(quantity) else { return exception(.illegalDataValue) }
-            let bits = UnsafeMutableBufferPointer(rebasing: bitScratch[0..<quantity])
-            let table: ModbusTable = function == .readCoils ? .coils : .discreteInputs
-            if let failure = device.readBits(table, address: word(1), into: bits) { return exception(failure) }
-            let byteCount = (quantity + 7) / 8
-            out[0] = code
-            out[1] = UInt8(byteCount)
-            for index in 0..<byteCount { out[2 + index] = 0 }
-            for index in 0..<quantity where bits[index] != 0 { out[2 + index / 8] |= 1 << UInt8(index % 8) }
-            return (2 + byteCount, false)
-
-        case .readHoldingRegisters, .readInputRegisters:
-            guard pdu.count == 5 else { return exception(.illegalDataValue) }
-            let quantity = word(3)
-            guard (1...ModbusLimits.maximumReadRegisters).contains(quantity) else {
-                return exception(.illegalDataValue)
-            }
-            let registers = UnsafeMutableBufferPointer(rebasing: registerScratch[0..<quantity])
-            let table: ModbusTable = function == .readHoldingRegisters ? .holdingRegisters : .inputRegisters
-            if let failure = device.readRegisters(table, address: word(1), into: registers) {
-                return exception(failure)
-            }
-            out[0] = code
-            out[1] = UInt8(2 * quantity)
-            for index in 0..<quantity { putWord(Int(registers[index]), at: 2 + 2 * index) }
-            return (2 + 2 * quantity, false)
-
-        case .writeSingleCoil:
-            guard pdu.count == 5 else { return exception(.illegalDataValue) }
-            let value = word(3)
-            guard value == 0x0000 || value == 0xFF00 else { return exception(.illegalDataValue) }
-            var bit: UInt8 = value == 0 ? 0 : 1
-            let failure = withUnsafePointer(to: &bit) {
-                device.writeCoils(address: word(1), values: UnsafeBufferPointer(start: $0, count: 1))
-            }
-            if let failure { return exception(failure) }
-            for index in 0..<5 { out[index] = pdu[index] }
-            return (5, false)
-
-        case .writeSingleRegister:
-            guard pdu.count == 5 else { return exception(.illegalDataValue) }
-            var value = UInt16(word(3))
-            let failure = withUnsafePointer(to: &value) {
-                device.writeRegisters(address: word(1), values: UnsafeBufferPointer(start: $0, count: 1))
-            }
-            if let failure { return exception(failure) }
-            for index in 0..<5 { out[index] = pdu[index] }
-            return (5, false)
-
-        case .writeMultipleCoils:
-            guard pdu.count >= 6 else { return exception(.illegalDataValue) }
-            let quantity = word(3)
-            let byteCount = Int(pdu[5])
-            guard (1...ModbusLimits.maximumWriteBits).contains(quantity), byteCount == (quantity + 7) / 8,
-                pdu.count == 6 + byteCount
-            else { return exception(.illegalDataValue) }
-            let bits = UnsafeMutableBufferPointer(rebasing: bitScratch[0..<quantity])
-            for index in 0..<quantity { bits[index] = (pdu[6 + index / 8] >> UInt8(index % 8)) & 1 }
-            if let failure = device.writeCoils(address: word(1), values: UnsafeBufferPointer(bits)) {
-                return exception(failure)
-            }
-            for index in 0..<5 { out[index] = pdu[index] }
-            return (5, false)
-
-        case .writeMultipleRegisters:
-            guard pdu.count >= 6 else { return exception(.illegalDataValue) }
-            let quantity = word(3)
-            let byteCount = Int(pdu[5])
-            guard (1...ModbusLimits.maximumWriteRegisters).contains(quantity), byteCount == 2 * quantity,
-                pdu.count == 6 + byteCount
-            else { return exception(.illegalDataValue) }
-            let values = UnsafeMutableBufferPointer(rebasing: writeScratch[0..<quantity])
-            for index in 0..<quantity { values[index] = UInt16(word(6 + 2 * index)) }
-            if let failure = device.writeRegisters(address: word(1), values: UnsafeBufferPointer(values)) {
-                return exception(failure)
-            }
-            for index in 0..<5 { out[index] = pdu[index] }
-            return (5, false)
-
-        case .readWriteMultipleRegisters:
-            guard pdu.count >= 10 else { return exception(.illegalDataValue) }
-            let readQuantity = word(3)
-            let writeQuantity = word(7)
-            let byteCount = Int(pdu[9])
-            guard (1...ModbusLimits.maximumReadWriteReadRegisters).contains(readQuantity),
-                (1...ModbusLimits.maximumReadWriteWriteRegisters).contains(writeQuantity),
-                byteCount == 2 * writeQuantity, pdu.count == 10 + byteCount
-            else { return exception(.illegalDataValue) }
-            let values = UnsafeMutableBufferPointer(rebasing: writeScratch[0..<writeQuantity])
-            for index in 0..<writeQuantity { values[index] = UInt16(word(10 + 2 * index)) }
-            let registers = UnsafeMutableBufferPointer(rebasing: registerScratch[0..<readQuantity])
-            if let failure = device.writeAndReadRegisters(
-                writeAddress: word(5), values: UnsafeBufferPointer(values),
-                readAddress: word(1), into: registers)
-            {
-                return exception(failure)
-            }
-            out[0] = code
-            out[1] = UInt8(2 * readQuantity)
-            for index in 0..<readQuantity { putWord(Int(registers[index]), at: 2 + 2 * index) }
-            return (2 + 2 * readQuantity, false)
-        }
+    private func replyBuffer(of index: Int) -> UnsafeMutableBufferPointer<UInt8> {
+        let size = ModbusLimits.maximumADUBytes
+        return UnsafeMutableBufferPointer(rebasing: replies[index * size..<(index + 1) * size])
     }
 }

@@ -42,6 +42,11 @@ struct LampCellDaemon: ParsableCommand {
     @Option(help: "Simulation: share of housings with a hidden defect, 0…1.")
     var defectRate = 0.02
 
+    @Option(
+        help: ArgumentHelp(
+            "With --simulate. " + DeviceResponseDelay.help, valueName: DeviceResponseDelay.valueName))
+    var responseDelay: [String] = []
+
     @Flag(help: "Clear/Reset and Start production on an order by itself once the devices answer.")
     var autoStart = false
 
@@ -61,6 +66,22 @@ struct LampCellDaemon: ParsableCommand {
     /// Hidden test hook: each SIGUSR1 makes one control period busy-wait this long (a stalled control thread).
     @Option(help: .hidden)
     var testStallMilliseconds: UInt64?
+
+    func validate() throws {
+        if !responseDelay.isEmpty && !simulate {
+            throw ValidationError("\(DeviceResponseDelay.optionName) slows the simulated devices: it needs --simulate")
+        }
+        _ = try responseDelays()
+    }
+
+    /// The `--response-delay` values; a refused one is a usage error (exit 64, like ArgumentParser's own).
+    func responseDelays() throws -> [DeviceResponseDelay] {
+        do {
+            return try DeviceResponseDelay.parse(responseDelay)
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
 
     func run() throws {
         LoggingSystem.bootstrap(SystemdLogging.handlerFactory(identifier: "lampcelld"))  // journald under systemd
@@ -105,6 +126,13 @@ struct LampCellDaemon: ParsableCommand {
             // The simulated devices run just below the control thread when it is real-time.
             let server = SimulatedCellServer(
                 cell: simulated, fifoPriority: configuration.fifoPriority.map { max(1, $0 - 10) })
+            let delays = try responseDelays()
+            do {
+                try server.setResponseDelays(delays)  // before start: the first reply is already late
+            } catch {
+                throw ValidationError(error.description)  // a device the cell does not have: a usage error too
+            }
+            logger.info("simulated cell: \(server.responseDelaySummary)")
             let ports = try server.start()
             for (name, port) in ports {
                 endpoints[name] = DeviceConnection(name: name, host: "127.0.0.1", port: port, unitID: 1)

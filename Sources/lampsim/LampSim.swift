@@ -18,7 +18,10 @@ struct LampSim: ParsableCommand {
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve every device of the cell on loopback; read fault-injection commands from stdin.",
-        discussion: "Prints one line per device: `<name> <host>:<port>`, then `ready`. Type `help` for commands.")
+        discussion: """
+            Prints one line per device: `<name> <host>:<port>`, then `ready`, then the response delays in force \
+            (`response delays: …`). Type `help` for commands.
+            """)
 
     @Option(help: "The cell definition (TOML).")
     var cell = "Hardware/cell.toml"
@@ -35,11 +38,24 @@ struct Serve: ParsableCommand {
     @Option(help: "First port: devices get consecutive ports from here, in definition order; 0 picks free ports.")
     var basePort = 0
 
+    @Option(help: ArgumentHelp(DeviceResponseDelay.help, valueName: DeviceResponseDelay.valueName))
+    var responseDelay: [String] = []
+
     func validate() throws {
         guard (0...1).contains(defectRate) else {
             throw ValidationError("--defect-rate \(defectRate): must be between 0 and 1")
         }
         guard (0...65_000).contains(basePort) else { throw ValidationError("--base-port \(basePort): out of range") }
+        _ = try responseDelays()
+    }
+
+    /// The `--response-delay` values; a refused one is a usage error (exit 64).
+    func responseDelays() throws -> [DeviceResponseDelay] {
+        do {
+            return try DeviceResponseDelay.parse(responseDelay)
+        } catch {
+            throw ValidationError(error.description)
+        }
     }
 
     func run() throws {
@@ -58,9 +74,16 @@ struct Serve: ParsableCommand {
             for (index, name) in simulated.deviceNames.enumerated() { ports[name] = basePort + index }
         }
         let server = SimulatedCellServer(cell: simulated, host: host, ports: ports)
+        let delays = try responseDelays()
+        do {
+            try server.setResponseDelays(delays)  // before start: the first reply is already late
+        } catch {
+            throw ValidationError(error.description)  // a device the cell does not have: a usage error too
+        }
         let bound = try server.start()
         for name in server.deviceNames { print("\(name) \(host):\(bound[name] ?? 0)") }
         print("ready (seed \(seed), defect rate \(defectRate)); type help for fault injection")
+        print(server.responseDelaySummary)
         fflush(nil)
         let console = FaultConsole(server: server)
         while let line = readLine() {

@@ -54,7 +54,7 @@ struct VirtualShiftTests {
         clean.defectRate = 0
         let shift = try VirtualShift(configuration: clean)
         let report = try shift.run()
-        let ideal = shift.compiledRecipes[0].idealCycleTimeSeconds
+        let ideal = shift.cell.compiledRecipes[0].idealCycleTimeSeconds
         #expect(report.injected.total == 0)
         #expect(report.lampsNG == 0 && report.lampsScrapped == 0)
         // Each lamp takes about the ideal cycle from housing pick to release; lamps follow each other at the

@@ -6,9 +6,10 @@ import Foundation
 import Modbus
 import Testing
 
-/// The TS-200 driver's read schedule against the simulated station over Modbus TCP on loopback: two requests per
-/// period in steady state (discrete inputs, input registers), the coils and the variant known from the driver's own
-/// acknowledged writes and read back on their turn, so that a change made by someone else is still seen.
+/// The TS-200 driver's schedule against the simulated station over Modbus TCP on loopback: two reads per period in
+/// steady state (discrete inputs, input registers), the coils and the variant known from the driver's own
+/// acknowledged writes and read back on their turn, so that a change made by someone else is still seen; over two
+/// connections, the period's transactions run side by side.
 @Suite("TS-200 driver read schedule")
 struct TS200DriverTests {
     /// The simulated cell served on loopback, and a driver connected to its station.
@@ -18,7 +19,7 @@ struct TS200DriverTests {
         let stationServer: ModbusTCPServer
         let port: Int
 
-        init() throws {
+        init(connections: Int = 1) throws {
             let definition = try CellDefinition.load(from: Repository.cellDefinition)
             let cell = SimulatedCell(
                 configuration: try SimulatedCellConfiguration(cell: definition, options: SimulationOptions(seed: 5)))
@@ -29,17 +30,17 @@ struct TS200DriverTests {
             stationServer = try #require(server.server(named: stationName))
             driver = try TS200Driver(
                 name: stationName, host: "127.0.0.1", port: port, unitID: 1,
-                responseTimeoutNanoseconds: 200_000_000, connectTimeoutNanoseconds: 1_000_000_000)
+                responseTimeoutNanoseconds: 200_000_000, connectTimeoutNanoseconds: 1_000_000_000,
+                connections: connections)
         }
 
         deinit { server.stop() }
 
-        /// One period as the control loop runs it: read, then write `outputs`. Returns the requests the station
-        /// served during the period.
+        /// One period's exchange as the control loop runs it: the writes `outputs` needs, then the reads. Returns the
+        /// requests the station served during the period.
         func period(_ inputs: inout StationInputs, _ outputs: StationOutputs) -> UInt64 {
             let before = stationServer.statistics.requestsServed
-            driver.read(into: &inputs, nowNanoseconds: lampcell_monotonic_ns())
-            driver.write(outputs, current: &inputs)
+            driver.exchange(outputs, into: &inputs, nowNanoseconds: lampcell_monotonic_ns())
             return stationServer.statistics.requestsServed - before
         }
     }
@@ -69,7 +70,7 @@ struct TS200DriverTests {
         outputs.coils.insert(.lampAmber)
         let otherVariant: UInt16 = inputs.variant == 1 ? 2 : 1
         outputs.variant = otherVariant
-        // Read (2) + the coil write + the variant write; the next period writes nothing again.
+        // The coil write + the variant write + the reads (2); the next period writes nothing again.
         #expect(rig.period(&inputs, outputs) == 4)
         #expect(inputs.coils.contains(.lampAmber))
         #expect(inputs.variant == otherVariant)
@@ -105,5 +106,29 @@ struct TS200DriverTests {
         }
         #expect(periodsToNotice > 0, "the driver never noticed the foreign write")
         #expect(inputs.coils.contains(.lampGreen))
+    }
+
+    @Test("over two connections the two reads of a period cost one round trip of a slow station, not two")
+    func twoConnectionsOverlap() throws {
+        let delay: UInt64 = 20_000_000
+        func periodNanoseconds(connections: Int) throws -> UInt64 {
+            let rig = try Rig(connections: connections)
+            var inputs = StationInputs()
+            _ = rig.period(&inputs, StationOutputs())  // connects, reads everything
+            rig.stationServer.replyDelayNanoseconds = delay
+            var shortest = UInt64.max
+            // Steady-state periods without a read-back (the 1st and 2nd after the first): the two reads only.
+            for _ in 0..<2 {
+                let start = lampcell_monotonic_ns()
+                #expect(rig.period(&inputs, StationOutputs()) == 2)
+                shortest = min(shortest, lampcell_monotonic_ns() - start)
+                #expect(inputs.link.state == .ok)
+            }
+            return shortest
+        }
+        let one = try periodNanoseconds(connections: 1)
+        let two = try periodNanoseconds(connections: 2)
+        #expect(one >= 2 * delay, "one connection: \(one) ns")
+        #expect(two >= delay && two < delay * 3 / 2, "two connections: \(two) ns")
     }
 }

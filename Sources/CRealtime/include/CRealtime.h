@@ -19,4 +19,8 @@ uint64_t lampcell_monotonic_ns(void);
 uint64_t lampcell_realtime_ns(void);
 /// The calling thread's kernel id.
 int lampcell_gettid(void);
+struct pollfd;
+/// ppoll() with a nanosecond timeout (poll() counts milliseconds, too coarse for a period's deadlines), retrying on
+/// EINTR with the time left. Returns the number of ready descriptors, 0 at the timeout, or -errno.
+int lampcell_poll_ns(struct pollfd *fds, unsigned long count, uint64_t timeout_ns);
 #endif

@@ -1,0 +1,183 @@
+import CRealtime
+import CellCore
+import Glibc
+import Modbus
+
+/// The devices of a cell, and one period's exchange with all of them at once.
+///
+/// Every device's first request goes out before any reply is awaited; then replies are collected as they arrive
+/// (`ppoll` over the connections' sockets; an in-memory transport's replies are there at once), and each driver
+/// sends its next request, if it has one, as soon as its previous reply is in. The exchange therefore costs about
+/// one round trip of the slowest device, not the sum of all of them. Each device keeps its own deadline (its
+/// client's response timeout from its own send) and its own failure bookkeeping.
+///
+/// Thread: the control thread (or the virtual run's thread). `exchange` does not allocate.
+public final class CellExchange: @unchecked Sendable {
+    /// The arms, in the order of the cell definition (and of `ProcessImage.armInputs`).
+    public let arms: [RA610Driver]
+    public let station: TS200Driver
+    /// The clock of the clients' deadlines.
+    public let clock: any ModbusClock
+    /// Every connection: the arms' (one each), then the station's.
+    private let channels: [ModbusClient]
+    /// For each channel: the arm's index, or `arms.count` for the station; and the station's connection index.
+    private let channelDevice: [Int]
+    private let channelConnection: [Int]
+    private let pollFDs: UnsafeMutableBufferPointer<pollfd>
+    private let pollChannels: UnsafeMutableBufferPointer<Int>
+
+    /// Thread: start-up.
+    public init(arms: [RA610Driver], station: TS200Driver, clock: any ModbusClock) {
+        self.arms = arms
+        self.station = station
+        self.clock = clock
+        var channels: [ModbusClient] = []
+        var devices: [Int] = []
+        var connections: [Int] = []
+        for (index, arm) in arms.enumerated() {
+            channels.append(arm.client)
+            devices.append(index)
+            connections.append(0)
+        }
+        for (index, client) in station.clients.enumerated() {
+            channels.append(client)
+            devices.append(arms.count)
+            connections.append(index)
+        }
+        for channel in channels {
+            precondition(channel.clock === clock, "\(channel.peerDescription) runs on another clock")
+        }
+        self.channels = channels
+        channelDevice = devices
+        channelConnection = connections
+        pollFDs = .allocate(capacity: channels.count)
+        pollFDs.initialize(repeating: pollfd())
+        pollChannels = .allocate(capacity: channels.count)
+        pollChannels.initialize(repeating: 0)
+    }
+
+    deinit {
+        pollFDs.deallocate()
+        pollChannels.deallocate()
+    }
+
+    /// Closes every connection (shutdown). Thread: the owner.
+    public func close() {
+        for arm in arms { arm.close() }
+        station.close()
+    }
+
+    /// Sends the outputs of `image` (what the previous step computed) to every device and reads every device into
+    /// the inputs of `image`, all devices at once. Thread: the control thread. Does not allocate; returns by the
+    /// latest deadline of the requests it sent (a connect attempt, bounded by the connect timeout, may come first).
+    public func exchange(_ image: inout ProcessImage, nowNanoseconds: UInt64) {
+        assert(image.armInputs.count == arms.count && image.armOutputs.count == arms.count, "one image slot per arm")
+        for index in arms.indices {
+            arms[index].beginExchange(image.armOutputs[index], nowNanoseconds: nowNanoseconds)
+        }
+        station.beginExchange(image.stationOutputs, current: image.stationInputs, nowNanoseconds: nowNanoseconds)
+        collectReplies()
+        for index in arms.indices { arms[index].endExchange(into: &image.armInputs[index]) }
+        station.endExchange(into: &image.stationInputs)
+    }
+
+    /// Completes requests as their replies arrive (or their deadlines pass) until none is in flight.
+    private func collectReplies() {
+        while true {
+            var polled = 0
+            var earliestDeadline = UInt64.max
+            var completedAny = false
+            for channel in channels.indices where channels[channel].hasPendingRequest {
+                let client = channels[channel]
+                let descriptor = client.readinessDescriptor
+                if descriptor < 0 {
+                    // No socket to wait on (in memory): the reply, if any, is there.
+                    advance(channel)
+                    completedAny = true
+                    continue
+                }
+                pollFDs[polled] = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+                pollChannels[polled] = channel
+                polled += 1
+                earliestDeadline = min(earliestDeadline, client.pendingDeadlineNanoseconds)
+            }
+            if completedAny { continue }
+            if polled == 0 { return }
+            let now = clock.nowNanoseconds
+            let ready = lampcell_poll_ns(pollFDs.baseAddress, UInt(polled), earliestDeadline > now ? earliestDeadline - now : 0)
+            let after = clock.nowNanoseconds
+            for slot in 0..<polled {
+                let channel = pollChannels[slot]
+                let client = channels[channel]
+                guard client.hasPendingRequest else { continue }
+                // Readable (a reply, a close, an error), past its deadline, or poll failed: receive decides.
+                if ready < 0 || pollFDs[slot].revents != 0 || after >= client.pendingDeadlineNanoseconds {
+                    advance(channel)
+                }
+            }
+        }
+    }
+
+    /// Hands a channel's reply (or its timeout) to its driver.
+    @inline(__always)
+    private func advance(_ channel: Int) {
+        let device = channelDevice[channel]
+        if device < arms.count {
+            arms[device].continueExchange()
+        } else {
+            station.continueExchange(connection: channelConnection[channel])
+        }
+    }
+}
+
+/// Timings of one period's phases, ns of the period's clock.
+public struct PeriodPhaseTimes: Sendable, Equatable {
+    /// The exchange with every device.
+    public var exchangeNanoseconds: UInt64 = 0
+    /// The controller's step.
+    public var stepNanoseconds: UInt64 = 0
+}
+
+/// The control period: one definition for the plant (`ControlLoop`, on a real-time thread over libmodbus) and for
+/// virtual time (`VirtualCell`, over in-memory transports).
+///
+/// A period exchanges with every device at once (the outputs of the previous step go out, this period's inputs come
+/// in; `CellExchange`), then steps the controller on the fresh inputs. The outputs it computes go out at the next
+/// period's exchange: a constant one-period delay, the same for every device.
+///
+/// Thread: the control thread (or the virtual run's thread). `run`, `exchange` and `step` do not allocate.
+public final class CellPeriod: @unchecked Sendable {
+    public let controller: CellController
+    public let devices: CellExchange
+    /// The process image exchanged with the devices.
+    public var image: ProcessImage
+
+    /// Thread: start-up.
+    public init(controller: CellController, devices: CellExchange) {
+        precondition(devices.arms.count == controller.cell.arms.count, "one driver per arm of the cell")
+        self.controller = controller
+        self.devices = devices
+        image = ProcessImage(armCount: devices.arms.count)
+    }
+
+    /// Exchange, then step. `wallNanoseconds` is the wall clock for the lamp records. Returns the phases' times.
+    @discardableResult
+    public func run(nowNanoseconds: UInt64, wallNanoseconds: UInt64) -> PeriodPhaseTimes {
+        let clock = devices.clock
+        exchange(nowNanoseconds: nowNanoseconds)
+        let stepStart = clock.nowNanoseconds
+        step(nowNanoseconds: stepStart, wallNanoseconds: wallNanoseconds &+ (stepStart &- nowNanoseconds))
+        let end = clock.nowNanoseconds
+        return PeriodPhaseTimes(exchangeNanoseconds: stepStart &- nowNanoseconds, stepNanoseconds: end &- stepStart)
+    }
+
+    /// The exchange phase alone (a virtual run checks invariants between the phases).
+    public func exchange(nowNanoseconds: UInt64) {
+        devices.exchange(&image, nowNanoseconds: nowNanoseconds)
+    }
+
+    /// The step phase alone.
+    public func step(nowNanoseconds: UInt64, wallNanoseconds: UInt64) {
+        controller.step(&image, nowNanoseconds: nowNanoseconds, wallNanoseconds: wallNanoseconds)
+    }
+}
