@@ -46,7 +46,16 @@ struct Serve: ParsableCommand {
             throw ValidationError("--defect-rate \(defectRate): must be between 0 and 1")
         }
         guard (0...65_000).contains(basePort) else { throw ValidationError("--base-port \(basePort): out of range") }
-        _ = try responseDelays()
+        let delays = try responseDelays()
+        // Device names need the cell; checked here so the usage shown is this command's. A cell that does not load
+        // is run()'s error (exit 78).
+        if !delays.isEmpty, let definition = try? CellDefinition.load(from: cell) {
+            do {
+                _ = try DeviceResponseDelay.resolve(delays, deviceNames: definition.devices.map(\.name))
+            } catch {
+                throw ValidationError(error.description)
+            }
+        }
     }
 
     /// The `--response-delay` values; a refused one is a usage error (exit 64).

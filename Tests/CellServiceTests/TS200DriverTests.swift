@@ -86,6 +86,8 @@ struct TS200DriverTests {
         var inputs = StationInputs()
         var outputs = StationOutputs()
         outputs.coils.insert(.lampGreen)
+        // The first period after the connect only reads (the station's coils are unknown); the second writes.
+        _ = rig.period(&inputs, outputs)
         _ = rig.period(&inputs, outputs)
         #expect(inputs.coils.contains(.lampGreen))
 

@@ -69,8 +69,9 @@ struct ModbusConnectionTests {
 
         fixture.server.replyDelayNanoseconds = ms(250)
         #expect(throws: ModbusError.timeout) { try client.readHoldingRegisters(address: 5, into: &value) }
-        // Wait until the server is writing the stale reply (value 111) before sending the next request.
-        #expect(waitUntil { fixture.server.statistics.requestsServed == 2 })
+        // The client closed the connection at its timeout (resync): the server sees it go, with its delayed reply
+        // (value 111) still unwritten. That reply can never reach a later request.
+        #expect(waitUntil { fixture.server.statistics.connectionsClosed == 1 })
         fixture.server.replyDelayNanoseconds = 0
         fixture.image.withTables { $0.holdingRegisters[5] = 222 }
 
