@@ -65,7 +65,7 @@ test: deps
 	  --jobs $$(nproc)
 
 # Every benchmark of docs/BENCHMARKS.md in one run (release build), one table, also written to
-# .build/bench/latest.md. Not part of `make test`. BENCH=1,3,7 (or control,work,modbus,motion,cycle,shift,ledger,
+# .build/bench/latest.md. Not part of `make test`. BENCH=1,3,7 (or control,work,modbus,motion,cycle,shift,ledger,slow,
 # footprint) picks items; BENCH_SCALE=0.1 shortens every window (a smoke run). Run as root for SCHED_FIFO.
 BENCH ?=
 BENCH_SCALE ?=

@@ -10,6 +10,10 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public static let fifoPriorityRange = 0...99
     /// The RA-610's `watchdog_ms` range.
     public static let armWatchdogMillisecondsRange = 20...1000
+    /// Connections to the TS-200: its datasheet allows 2 concurrent clients.
+    public static let stationConnectionsRange = 1...2
+    /// `control.station_connections` when the file does not say.
+    public static let defaultStationConnections = 2
 
     /// The file this configuration was read from.
     public var filePath: String
@@ -35,6 +39,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var armWatchdogMilliseconds: UInt16
     /// Response timeout of one Modbus transaction, ns.
     public var responseTimeoutNanoseconds: UInt64
+    /// Connections to the station (1 or 2): with 2, the period's station transactions run side by side, and the
+    /// station refuses any other client while the daemon runs.
+    public var stationConnections: Int = DaemonConfiguration.defaultStationConnections
 
     /// Loads and validates `path`. Any thread (start-up); throws the first problem with file and key.
     public static func load(from path: String) throws(ConfigError) -> DaemonConfiguration {
@@ -62,7 +69,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
         let control = try root.table("control")
         try control.rejectUnknownKeys(allowed: [
             "period_microseconds", "fifo_priority", "lock_memory", "arm_watchdog_milliseconds",
-            "response_timeout_microseconds",
+            "response_timeout_microseconds", "station_connections",
         ])
         let period = try control.integer("period_microseconds")
         guard periodMicrosecondsRange.contains(period) else {
@@ -92,6 +99,14 @@ public struct DaemonConfiguration: Sendable, Equatable {
                 control.path.key("response_timeout_microseconds"), .outOfRange,
                 "\(timeout) µs must be at least 100 µs and below the period (\(period) µs)")
         }
+        let stationConnections =
+            try control.entries["station_connections"] == nil
+            ? defaultStationConnections : control.integer("station_connections")
+        guard stationConnectionsRange.contains(stationConnections) else {
+            throw control.error(
+                control.path.key("station_connections"), .outOfRange,
+                "\(stationConnections) is outside 1..2 (the TS-200 accepts 2 concurrent connections)")
+        }
         guard watchdog * 1000 >= 5 * period else {
             throw control.error(
                 control.path.key("arm_watchdog_milliseconds"), .outOfRange,
@@ -102,7 +117,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
             ledgerPath: ledger.hasPrefix("/") ? ledger : stateDirectory + "/" + ledger, apiSocketPath: socket,
             commandGroup: group, periodNanoseconds: UInt64(period) * 1000,
             fifoPriority: priority == 0 ? nil : Int32(priority), lockMemory: lockMemory,
-            armWatchdogMilliseconds: UInt16(watchdog), responseTimeoutNanoseconds: UInt64(timeout) * 1000)
+            armWatchdogMilliseconds: UInt16(watchdog), responseTimeoutNanoseconds: UInt64(timeout) * 1000,
+            stationConnections: stationConnections)
     }
 
     private static func parentDirectory(of path: String) -> String {

@@ -160,7 +160,10 @@ public final class TS200Driver: @unchecked Sendable {
         queued = 0
         nextToStart = 0
         anyConnected = false
-        for client in clients where client.maintainConnection(nowNanoseconds: nowNanoseconds) { anyConnected = true }
+        // Indices, not `for client in clients`: an unspecialised array iterator allocates in debug builds.
+        for index in clients.indices where clients[index].maintainConnection(nowNanoseconds: nowNanoseconds) {
+            anyConnected = true
+        }
         guard anyConnected else { return }
 
         let inStep = current.link.state == .ok && periodsInStep > 0
@@ -210,7 +213,7 @@ public final class TS200Driver: @unchecked Sendable {
     /// Publishes the period: the reads and the acknowledged writes into `inputs`, or the link's failure (the values
     /// read stay as they were, and the next period reads everything). Thread: the control thread. Does not allocate.
     public func endExchange(into inputs: inout StationInputs) {
-        assert(!clients.contains { $0.hasPendingRequest }, "\(name): endExchange with a request in flight")
+        assert(!hasRequestInFlight, "\(name): endExchange with a request in flight")
         if let failure {
             let link = inputs.link
             inputs = staged
@@ -232,6 +235,12 @@ public final class TS200Driver: @unchecked Sendable {
         inputs.link.detail = 0
         inputs.link.consecutiveFailures = 0
         periodsInStep &+= 1
+    }
+
+    /// True while a connection waits for a reply.
+    private var hasRequestInFlight: Bool {
+        for index in clients.indices where clients[index].hasPendingRequest { return true }
+        return false
     }
 
     // MARK: The period's transactions

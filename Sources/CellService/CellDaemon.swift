@@ -92,6 +92,7 @@ public final class CellDaemon: @unchecked Sendable {
         loopSettings.lockMemory = configuration.lockMemory
         loopSettings.responseTimeoutNanoseconds = configuration.responseTimeoutNanoseconds
         loopSettings.connectTimeoutNanoseconds = configuration.responseTimeoutNanoseconds
+        loopSettings.stationConnections = configuration.stationConnections
         loopSettings.periodHooks = periodHooks
         var arms: [DeviceConnection] = []
         for arm in cell.arms {

@@ -3,31 +3,20 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SeededRandom
 
-/// A seeded, reproducible random source (SplitMix64). Every random choice of the simulator comes from one of
-/// these, so a run is reproduced exactly by its seed. Not thread-safe: owned by whoever steps the model.
-public struct SimulationRandom: RandomNumberGenerator, Sendable {
-    private var state: UInt64
+/// A seeded, reproducible random source: the package's one SplitMix64 (`next()`, `nextUnit()`, `split()`) plus
+/// `normal()`. Every random choice of the simulator comes from one of these, so a run is reproduced exactly by its
+/// seed. Not thread-safe: owned by whoever steps the model.
+public typealias SimulationRandom = SplitMix64
 
-    public init(seed: UInt64) { state = seed }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+extension SplitMix64 {
     /// A standard normal sample (Box–Muller).
     public mutating func normal() -> Double {
         let u1 = Double.random(in: Double.ulpOfOne..<1, using: &self)
         let u2 = Double.random(in: 0..<1, using: &self)
         return (-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2)
     }
-
-    /// A new independent generator derived from this one (for one device of a cell).
-    public mutating func split() -> SimulationRandom { SimulationRandom(seed: next()) }
 }
 
 /// RA-610 `tool_command` values (datasheet, holding register 2).

@@ -1,3 +1,5 @@
+import SeededRandom
+
 /// Capped exponential backoff with jitter between connection attempts of a `ModbusClient`.
 ///
 /// After the n-th consecutive failed attempt (n ≥ 1) the next attempt waits
@@ -52,20 +54,6 @@ public struct ReconnectPolicy: Sendable, Equatable {
     }
 }
 
-/// SplitMix64: a small seeded generator so backoff jitter is reproducible in tests. Not cryptographic.
-struct SplitMix64 {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    mutating func nextUnit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
-}
+/// The backoff jitter's generator (ModbusClient, ModbusTCPServer): the package's one SplitMix64, seeded so that the
+/// jitter is reproducible in tests.
+typealias SplitMix64 = SeededRandom.SplitMix64

@@ -2,6 +2,7 @@ import CellCore
 import Foundation
 import GRDB
 import Ledger
+import SeededRandom
 
 // Item 7: the ledger's committed appends (one transaction, so one fsync, per lamp: hash chain, canonical encoding,
 // JSON columns) beside raw SQLite inserts with the same durability (WAL, synchronous=FULL, one transaction per row)

@@ -3,6 +3,7 @@ import CellCore
 import CellSimulator
 import Foundation
 import Motion
+import SeededRandom
 
 // Item 4: plan time of a 6-joint point-to-point move over random cases (a small harness, not package-benchmark: see
 // docs/BENCHMARKS.md). Item 5's lower bound: the recipe's lanes run as a timed event graph with every step at its
@@ -203,18 +204,5 @@ struct CycleLowerBound {
             from: .atRest(cell.arms[arm].points[from].positionsRadians), to: cell.arms[arm].points[to].positionsRadians,
             limits: limits
         ).durationSeconds
-    }
-}
-
-/// SplitMix64: reproducible random cases.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -22,10 +22,13 @@ struct LampCtl: ParsableCommand {
         ])
 }
 
+/// The environment variable that names the API socket when `--socket` is not given.
+let socketEnvironmentVariable = "LAMPCELL_SOCKET"
+
 /// Options every subcommand takes.
 struct Connection: ParsableArguments {
-    @Option(help: "The API socket of lampcelld.")
-    var socket = APIClient.defaultSocketPath
+    @Option(help: "The API socket of lampcelld (default: $LAMPCELL_SOCKET, else \(APIClient.defaultSocketPath)).")
+    var socket = ProcessInfo.processInfo.environment[socketEnvironmentVariable] ?? APIClient.defaultSocketPath
 
     var client: APIClient { APIClient(socketPath: socket) }
 }
@@ -223,4 +226,33 @@ struct CancelOrder: ParsableCommand {
     }
 }
 
-LampCtl.main()
+/// The arguments with a `--socket PATH` (or `--socket=PATH`) given before the subcommand moved after it, where the
+/// subcommand's parser takes it: a user may put it wherever they like (`lampctl --socket S status` and
+/// `lampctl status --socket S` are the same).
+func socketOptionMovedAfterSubcommand(_ arguments: [String]) -> [String] {
+    var leading: [String] = []
+    var index = 0
+    while index < arguments.count, arguments[index].hasPrefix("-") {
+        let argument = arguments[index]
+        if argument == "--socket", index + 1 < arguments.count {
+            leading += [argument, arguments[index + 1]]
+            index += 2
+        } else if argument.hasPrefix("--socket=") {
+            leading.append(argument)
+            index += 1
+        } else {
+            return arguments  // --help, --version…: the root command's own
+        }
+    }
+    guard !leading.isEmpty, index < arguments.count else { return arguments }
+    // The subcommand (and `ledger`'s own subcommand after it), then the moved option, then the rest.
+    var path = [arguments[index]]
+    index += 1
+    if path[0] == "ledger", index < arguments.count, !arguments[index].hasPrefix("-") {
+        path.append(arguments[index])
+        index += 1
+    }
+    return path + leading + arguments[index...]
+}
+
+LampCtl.main(socketOptionMovedAfterSubcommand(Array(CommandLine.arguments.dropFirst())))

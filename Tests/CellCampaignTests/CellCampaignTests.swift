@@ -1,21 +1,14 @@
 import CellCore
 import CellSimulator
 import Foundation
+import LampCellTestSupport
 import Ledger
 import Testing
 
 @testable import CellCampaign
 
-/// Paths of the repository, found from this file.
-enum Repository {
-    static let root: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path
-    }()
-    static let cell = root + "/Hardware/cell.toml"
-    static let leftRecipe = root + "/Hardware/recipes/left.toml"
-}
+/// Paths of the repository: LampCellTestSupport's, for every file of this target.
+typealias Repository = LampCellTestSupport.Repository
 
 /// A configuration of `minutes` virtual minutes for `seed`, with a compressed fault schedule (episodes start
 /// early and follow each other closely) so that a short run sees many faults.

@@ -7,57 +7,10 @@
 // Seeded: LAMPCELL_FUZZ_SEED replays a run, LAMPCELL_FUZZ_ITERATIONS scales it (mutants per file).
 
 import Foundation
+import LampCellTestSupport
 import Testing
 
 @testable import CellCore
-
-// MARK: - Seeded randomness and settings
-
-/// SplitMix64: small, fast, reproducible.
-struct FuzzRandom {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in 0..<bound (bound > 0).
-    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(max(1, bound))) }
-    mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
-    mutating func pick<T>(_ items: [T]) -> T { items[below(items.count)] }
-}
-
-/// The fuzz run's seed and size: from the environment, or a fresh seed (printed, so a failure can be replayed).
-enum FuzzSettings {
-    static let seed: UInt64 = {
-        if let text = ProcessInfo.processInfo.environment["LAMPCELL_FUZZ_SEED"], let value = UInt64(text) { return value }
-        var generator = SystemRandomNumberGenerator()
-        return generator.next() % 1_000_000_000
-    }()
-    /// Multiplies the default iteration counts (LAMPCELL_FUZZ_ITERATIONS is the mutants per file; default below).
-    static func iterations(default value: Int) -> Int {
-        if let text = ProcessInfo.processInfo.environment["LAMPCELL_FUZZ_ITERATIONS"], let count = Int(text), count > 0 {
-            return count
-        }
-        return value
-    }
-}
-
-// MARK: - The real files
-
-private enum FuzzRepository {
-    static let root: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path
-    }()
-    static func bytes(_ relative: String) throws -> [UInt8] {
-        Array(try Data(contentsOf: URL(fileURLWithPath: root + "/" + relative)))
-    }
-}
 
 // MARK: - Mutations
 
@@ -94,7 +47,7 @@ enum ConfigMutator {
         "07:32:00", "1979-05-27", "'literal'", "\"\"\"multi\nline\"\"\"", "[[1], [2]]",
     ]
     /// Strings: empty, long, odd characters, paths, names.
-    static func stringPool(_ random: inout FuzzRandom) -> [String] {
+    static func stringPool(_ random: inout SplitMix64) -> [String] {
         [
             "\"\"", "\" \"", "\"" + String(repeating: "x", count: 1 + random.below(100_000)) + "\"", "\"\\u0000\"",
             "\"é\"", "\"../../../../etc/passwd\"", "\"/\"", "\"a b\"", "\"\\n\"", "\"none\"", "\"infeed\"",
@@ -196,7 +149,7 @@ enum ConfigMutator {
     }
 
     /// One random mutation of `original`.
-    static func mutate(_ original: [UInt8], _ random: inout FuzzRandom) -> ([UInt8], Mutation) {
+    static func mutate(_ original: [UInt8], _ random: inout SplitMix64) -> ([UInt8], Mutation) {
         var lines = lines(original)
         let candidates = keyLines(lines)
         let choice = random.below(16)
@@ -423,7 +376,7 @@ private func loadThroughLoader(
             let compiled = compileOrRecord(path) { () throws(ConfigError) in try CompiledCell.compile(definition) }
             // The real recipes against the mutated cell: load (may reject, naming the recipe), and then compile.
             for recipe in [FuzzTarget.leftRecipe, .rightRecipe] {
-                let recipePath = FuzzRepository.root + "/" + recipe.source
+                let recipePath = Repository.root + "/" + recipe.source
                 do throws(ConfigError) {
                     let loaded = try Recipe.load(from: recipePath, cell: definition)
                     if let compiled {
@@ -468,22 +421,22 @@ struct ConfigFuzzTests {
 
     @Test("thousands of mutants of the real config, cell and recipe files: load and compile, or a ConfigError naming the file and key")
     func mutants() throws {
-        let seed = FuzzSettings.seed
-        let perFile = FuzzSettings.iterations(default: Self.defaultMutantsPerFile)
+        let seed = FuzzSeed.value(default: FuzzSeed.fresh())
+        let perFile = FuzzIterations.value(default: Self.defaultMutantsPerFile)
         print("config fuzz: seed \(seed), \(perFile) mutants per file (replay: LAMPCELL_FUZZ_SEED=\(seed))")
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lampcell-fuzz-\(seed)-\(UUID().uuidString.prefix(6))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let cell = try CellDefinition.load(from: FuzzRepository.root + "/Hardware/cell.toml")
+        let cell = try CellDefinition.load(from: Repository.cellDefinition)
         let directoryPath = directory.path
         let log = FuzzLog()
         let finished = runWithDeadline(seconds: 600) {
             for target in FuzzTarget.allCases {
-                guard let original = try? FuzzRepository.bytes(target.source) else {
+                guard let original = try? Array(Data(contentsOf: URL(fileURLWithPath: Repository.root + "/" + target.source))) else {
                     log.fail("cannot read \(target.source)")
                     continue
                 }
-                var random = FuzzRandom(seed: seed ^ target.source.hashValueStable)
+                var random = SplitMix64(seed: seed ^ target.source.hashValueStable)
                 for index in 0..<perFile {
                     let (bytes, mutation) = ConfigMutator.mutate(original, &random)
                     let path = directoryPath + "/\(index)-" + (target.source as NSString).lastPathComponent
@@ -563,7 +516,7 @@ struct ConfigFuzzTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lampcell-fuzz-regressions-\(UUID().uuidString.prefix(6))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let cell = try CellDefinition.load(from: FuzzRepository.root + "/Hardware/cell.toml")
+        let cell = try CellDefinition.load(from: Repository.cellDefinition)
         for input in Self.regressionInputs {
             let path = directory.appendingPathComponent(input.name + ".toml").path
             try input.text.write(toFile: path, atomically: true, encoding: .utf8)
@@ -592,7 +545,7 @@ struct ConfigFuzzTests {
             #expect(TOMLPreflight.findParserTrap(in: text) == nil, "\(text.debugDescription)")
         }
         for file in ["Systemd/lampcelld.toml", "Systemd/lampcelld-dev.toml", "Hardware/cell.toml", "Hardware/recipes/left.toml", "Hardware/recipes/right.toml"] {
-            let text = try String(contentsOfFile: FuzzRepository.root + "/" + file, encoding: .utf8)
+            let text = try String(contentsOfFile: Repository.root + "/" + file, encoding: .utf8)
             #expect(TOMLPreflight.findParserTrap(in: text) == nil, "\(file)")
         }
     }

@@ -1,15 +1,13 @@
 import Foundation
+import LampCellTestSupport
 import Testing
 
 @testable import CellCore
 
-/// The repository's `Hardware/` folder, found from this file's path.
-private let hardwareDirectory = URL(fileURLWithPath: #filePath)
-    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("Hardware")
-private let cellPath = hardwareDirectory.appendingPathComponent("cell.toml").path
-private let leftRecipePath = hardwareDirectory.appendingPathComponent("recipes/left.toml").path
-private let rightRecipePath = hardwareDirectory.appendingPathComponent("recipes/right.toml").path
+/// The repository's cell definition and recipes.
+private let cellPath = Repository.cellDefinition
+private let leftRecipePath = Repository.leftRecipe
+private let rightRecipePath = Repository.rightRecipe
 
 /// The simulator's nominal process figures (task brief / simulator contract); windows must accept nominal ± 4σ.
 private enum SimulatorNominal {

@@ -11,19 +11,10 @@ import CellModbus
 import CellService
 import CellSimulator
 import Foundation
+import LampCellTestSupport
 import Logging
 import Modbus
 import Testing
-
-/// Paths of the repository, found from this file.
-enum Repository {
-    static let root: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path
-    }()
-    static let developmentConfiguration = root + "/Systemd/lampcelld-dev.toml"
-}
 
 /// The simulated cell's devices over real Modbus TCP on loopback (no controller).
 func startSimulatedDevices(seed: UInt64) throws -> (SimulatedCellServer, [String: Int], CellDefinition) {
@@ -94,7 +85,7 @@ struct HostileDeviceTests {
     @Test("RA-610 driver: every mangled reply marks the link faulted and keeps the last good values; recovers")
     func ra610Driver() throws {
         let seed = HostileSettings.seed
-        let total = HostileSettings.iterations(default: 3000)
+        let total = FuzzIterations.value(default: 3000)
         print("hostile RA-610: seed \(seed), \(total) exchanges (replay: LAMPCELL_FUZZ_SEED=\(seed))")
         let (server, ports, _) = try startSimulatedDevices(seed: seed)
         defer { server.stop() }
@@ -111,7 +102,7 @@ struct HostileDeviceTests {
         let log = FailureLog()
         var inputs = ArmInputs()
         var outputs = ArmOutputs()
-        var random = HostileRandom(seed: seed ^ 0xA5A5)
+        var random = SplitMix64(seed: seed ^ 0xA5A5)
         var exchanges = 0
         var cycle = 0
         var mangled = 0
@@ -211,7 +202,7 @@ struct HostileDeviceTests {
     @Test("TS-200 driver: mangled replies mark the link faulted; writes only on an ok link; recovers")
     func ts200Driver() throws {
         let seed = HostileSettings.seed
-        let total = HostileSettings.iterations(default: 1500)
+        let total = FuzzIterations.value(default: 1500)
         print("hostile TS-200: seed \(seed), \(total) periods (replay: LAMPCELL_FUZZ_SEED=\(seed))")
         let (server, ports, definition) = try startSimulatedDevices(seed: seed)
         defer { server.stop() }
@@ -228,7 +219,7 @@ struct HostileDeviceTests {
         let log = FailureLog()
         var inputs = StationInputs()
         var outputs = StationOutputs()
-        var random = HostileRandom(seed: seed ^ 0x5A5A)
+        var random = SplitMix64(seed: seed ^ 0x5A5A)
         var periods = 0
         var cycle = 0
         while periods < total {
@@ -329,7 +320,7 @@ extension HostileDeviceTests {
     @Test("the controller against a hostile arm: never a wild setpoint, the link recovers, production resumes")
     func controllerAgainstHostileArm() throws {
         let seed = HostileSettings.seed
-        let cycles = max(1, HostileSettings.iterations(default: 5000) / 1000)
+        let cycles = max(1, FuzzIterations.value(default: 5000) / 1000)
         print("hostile arm under the controller: seed \(seed), \(cycles) hostile stretches (replay: LAMPCELL_FUZZ_SEED=\(seed))")
         var configuration = try DaemonConfiguration.load(from: Repository.developmentConfiguration)
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lampcell-hostile-\(UUID().uuidString)").path
@@ -388,7 +379,7 @@ extension HostileDeviceTests {
                 (0..<snapshot.armCount).allSatisfy { snapshot.armInputs[$0].link.state == .ok }
                     && snapshot.stationInputs.link.state == .ok
             }, "the devices did not answer")
-        var random = HostileRandom(seed: seed ^ 0xC0DE)
+        var random = SplitMix64(seed: seed ^ 0xC0DE)
         var failuresSeen: UInt32 = 0
         for cycle in 1...cycles {
             let problem = daemon.autoStart(variant: .left, lamps: 1000, orderID: "HOSTILE-\(cycle)", timeoutNanoseconds: 90_000_000_000)

@@ -9,37 +9,12 @@
 import CRealtime
 import Foundation
 import Glibc
+import LampCellTestSupport
 
-/// SplitMix64: small, fast, reproducible.
-struct HostileRandom: Sendable {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(max(1, bound))) }
-    mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
-    mutating func pick<T>(_ items: [T]) -> T { items[below(items.count)] }
-    mutating func bytes(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8(truncatingIfNeeded: next()) } }
-}
-
-/// The fuzz seed: LAMPCELL_FUZZ_SEED, or a fresh one (printed by the tests).
+/// The fuzz seed (`FuzzSeed`: LAMPCELL_FUZZ_SEED, or a fresh one), the same for every test of this process; the
+/// tests print it with their replay line.
 enum HostileSettings {
-    static let seed: UInt64 = {
-        if let text = ProcessInfo.processInfo.environment["LAMPCELL_FUZZ_SEED"], let value = UInt64(text) { return value }
-        var generator = SystemRandomNumberGenerator()
-        return generator.next() % 1_000_000_000
-    }()
-    static func iterations(default value: Int) -> Int {
-        if let text = ProcessInfo.processInfo.environment["LAMPCELL_FUZZ_ITERATIONS"], let count = Int(text), count > 0 {
-            return count
-        }
-        return value
-    }
+    static let seed: UInt64 = FuzzSeed.value(default: FuzzSeed.fresh())
 }
 
 /// How the hostile device answers one request.
@@ -103,7 +78,7 @@ final class HostileModbusProxy: @unchecked Sendable {
     let lateReplyNanoseconds: UInt64
 
     private let lock = NSLock()
-    private var random: HostileRandom
+    private var random: SplitMix64
     private var hostilePercentValue = 0
     private var behaviours: [HostileBehaviour] = HostileBehaviour.allCases.filter { $0 != .correct }
     private var records: [HostileRecord] = []
@@ -128,7 +103,7 @@ final class HostileModbusProxy: @unchecked Sendable {
         self.fifoPriority = fifoPriority
         self.unitID = unitID
         self.lateReplyNanoseconds = lateReplyNanoseconds
-        random = HostileRandom(seed: seed)
+        random = SplitMix64(seed: seed)
     }
 
     /// Percentage of requests answered with a hostile behaviour (0: the device behaves).

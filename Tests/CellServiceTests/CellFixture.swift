@@ -3,18 +3,8 @@ import CellCore
 import CellService
 import CellSimulator
 import Foundation
+import LampCellTestSupport
 import Logging
-
-/// Paths of the repository, found from this file.
-enum Repository {
-    static let root: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path
-    }()
-    static let developmentConfiguration = root + "/Systemd/lampcelld-dev.toml"
-    static let cellDefinition = root + "/Hardware/cell.toml"
-}
 
 /// A whole cell for end-to-end tests: the simulated devices served over Modbus TCP on loopback (the real driver
 /// path) and the real controller stack (`CellDaemon`) driving them, with its state in a fresh temporary directory.

@@ -2,6 +2,7 @@ import CRealtime
 import CellCore
 import Foundation
 import Glibc
+import LampCellTestSupport
 import Ledger
 import Modbus
 import Testing
@@ -217,18 +218,6 @@ final class DaemonProcess: @unchecked Sendable {
         process.waitUntilExit()
         log.waitForEnd(seconds: 5)
         return process.terminationStatus
-    }
-}
-
-/// Seeded SplitMix64, so a run can be repeated (`LAMPCELL_CRASH_SEED`).
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

@@ -7,26 +7,12 @@
 
 import CellCore
 import Foundation
+import LampCellTestSupport
 import Testing
-
-/// SplitMix64: small, fast, reproducible.
-private struct MutantRandom {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(max(1, bound))) }
-    mutating func pick<T>(_ items: [T]) -> T { items[below(items.count)] }
-}
 
 /// A small mutator (the in-process fuzzer has the full one): value swaps on `key = value` lines, removed or
 /// duplicated lines, unknown keys, truncation, bit flips, invalid UTF-8.
-private func mutate(_ text: [UInt8], _ random: inout MutantRandom) -> [UInt8] {
+private func mutate(_ text: [UInt8], _ random: inout SplitMix64) -> [UInt8] {
     var lines = text.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).map(Array.init)
     let keyLines = lines.indices.filter { index in
         let line = String(decoding: lines[index], as: UTF8.self)
@@ -91,17 +77,8 @@ struct DaemonConfigFuzzTests {
     static let runTimeoutSeconds = 30.0
     static let concurrentRuns = 3
 
-    static let seed: UInt64 = {
-        if let text = ProcessInfo.processInfo.environment["LAMPCELL_FUZZ_SEED"], let value = UInt64(text) { return value }
-        var generator = SystemRandomNumberGenerator()
-        return generator.next() % 1_000_000_000
-    }()
-    static let mutantCount: Int = {
-        if let text = ProcessInfo.processInfo.environment["LAMPCELL_FUZZ_ITERATIONS"], let count = Int(text), count > 0 {
-            return count
-        }
-        return 240
-    }()
+    static let seed = FuzzSeed.value(default: FuzzSeed.fresh())
+    static let mutantCount = FuzzIterations.value(default: 240)
 
     @Test("rejected mutants of the config, cell and recipe files: exit 78, one line naming the file, nothing started")
     func rejectedMutants() throws {
@@ -120,7 +97,7 @@ struct DaemonConfigFuzzTests {
         defer { try? FileManager.default.removeItem(atPath: base) }
 
         // Generate mutants until enough are rejected by the loaders (those that load are skipped here).
-        var random = MutantRandom(seed: seed)
+        var random = SplitMix64(seed: seed)
         var mutants: [DaemonMutant] = []
         var attempts = 0
         while mutants.count < Self.mutantCount && attempts < Self.mutantCount * 20 {

@@ -1,5 +1,6 @@
 import ControlAPI
 import Foundation
+import LampCellTestSupport
 import Testing
 
 /// The `lampcelld` executable as an operator starts it.

@@ -1,6 +1,7 @@
 import CellCore
 import Foundation
 import Glibc
+import LampCellTestSupport
 import Ledger
 import Testing
 
@@ -240,7 +241,7 @@ struct LedgerCrashTests {
     }
 
     static func crashRun(seed: UInt64, kills: Int, lampEvery: Int) throws {
-        var random = SplitMix64(state: seed)
+        var random = SplitMix64(seed: seed)
         let plan = CrashPlan(kills: kills, lampEvery: lampEvery, using: &random)
         let wallStart = monotonicSeconds()
         let rig = try CrashRig(seed: seed)

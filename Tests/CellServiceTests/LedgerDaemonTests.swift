@@ -3,6 +3,7 @@ import CellCore
 import CellService
 import CellSimulator
 import Foundation
+import LampCellTestSupport
 import Ledger
 import Testing
 

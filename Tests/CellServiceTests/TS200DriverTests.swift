@@ -3,6 +3,7 @@ import CellCore
 import CellModbus
 import CellSimulator
 import Foundation
+import LampCellTestSupport
 import Modbus
 import Testing
 

@@ -4,6 +4,7 @@
 import CRealtime
 import CellSimulator
 import Foundation
+import LampCellTestSupport
 import Modbus
 import Synchronization
 import Testing

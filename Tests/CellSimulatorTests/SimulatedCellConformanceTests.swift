@@ -3,13 +3,14 @@
 // ../shared/datasheets/RA-610-arm-controller.md and TS-200-station-controller.md.
 //
 // The first part of this file is test support shared by the SimulatedCell*, Interop* and LampSim* tests:
-// the repository paths, a served cell, small register helpers and a real-time arm streamer.
+// a served cell, small register helpers and a real-time arm streamer.
 
 import CRealtime
 import CellCore
 import CellSimulator
 import Foundation
 import Glibc
+import LampCellTestSupport
 import Modbus
 import Synchronization
 import Testing
@@ -30,19 +31,6 @@ func eventually(withinMilliseconds limitMilliseconds: UInt64 = 3_000, _ conditio
         _ = lampcell_sleep_until_ns(lampcell_monotonic_ns() + nanoseconds(milliseconds: 1))
     }
     return try condition()
-}
-
-/// Where the repository's files are, found from this source file's path (`Tests/CellSimulatorTests/<file>`).
-enum Repository {
-    /// The repository root.
-    static let root: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path
-    }()
-
-    /// The real cell definition.
-    static var cellDefinitionPath: String { root + "/Hardware/cell.toml" }
 }
 
 /// A test failure with a message (for helpers that must stop a test).

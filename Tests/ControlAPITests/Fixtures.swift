@@ -5,18 +5,9 @@ import CellSimulator
 import ControlAPI
 import Foundation
 import Glibc
+import LampCellTestSupport
 import Logging
 import Testing
-
-/// Paths of the repository, found from this file.
-enum Repository {
-    static let root: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path
-    }()
-    static let developmentConfiguration = root + "/Systemd/lampcelld-dev.toml"
-}
 
 /// A whole cell (copied from CellServiceTests' fixture, trimmed): the simulated devices served over Modbus TCP on
 /// loopback and the real controller stack (`CellDaemon`) driving them, state in a fresh temporary directory; plus

@@ -10,42 +10,10 @@
 import CRealtime
 import Foundation
 import Glibc
+import LampCellTestSupport
 import Testing
 
 @testable import ControlAPI
-
-// MARK: - Seeded randomness
-
-/// SplitMix64: small, fast, reproducible.
-struct HTTPFuzzRandom {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(max(1, bound))) }
-    mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
-    mutating func pick<T>(_ items: [T]) -> T { items[below(items.count)] }
-    mutating func bytes(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8(truncatingIfNeeded: next()) } }
-}
-
-private enum HTTPFuzzSettings {
-    static let seed: UInt64 = {
-        if let text = ProcessInfo.processInfo.environment["LAMPCELL_FUZZ_SEED"], let value = UInt64(text) { return value }
-        var generator = SystemRandomNumberGenerator()
-        return generator.next() % 1_000_000_000
-    }()
-    static let exchanges: Int = {
-        if let text = ProcessInfo.processInfo.environment["LAMPCELL_FUZZ_ITERATIONS"], let count = Int(text), count > 0 {
-            return count
-        }
-        return 2400
-    }()
-}
 
 // MARK: - Request generator
 
@@ -108,12 +76,12 @@ enum HTTPFuzzer {
         return Array(head.utf8) + body
     }
 
-    static func validRequest(_ random: inout HTTPFuzzRandom) -> [UInt8] {
+    static func validRequest(_ random: inout SplitMix64) -> [UInt8] {
         let path = random.pick(["/v1/status", "/metrics", "/v1/lamps?limit=2", "/v1/lamps/none"])
         return Array("GET \(path) HTTP/1.1\r\nHost: lampcell\r\n\r\n".utf8)
     }
 
-    static func chunkedGarbage(_ random: inout HTTPFuzzRandom) -> [UInt8] {
+    static func chunkedGarbage(_ random: inout SplitMix64) -> [UInt8] {
         let sizes = ["zz", "-1", "ffffffffffffffff", "10000000000000000000", "5;ext=1", "3", "0", " 3", "3 ", "", "0x3", "1\u{0}"]
         var text = ""
         for _ in 0..<(1 + random.below(4)) {
@@ -126,7 +94,7 @@ enum HTTPFuzzer {
     }
 
     /// Flips, deletes or duplicates a few bytes of `bytes`.
-    static func corrupt(_ bytes: [UInt8], _ random: inout HTTPFuzzRandom) -> [UInt8] {
+    static func corrupt(_ bytes: [UInt8], _ random: inout SplitMix64) -> [UInt8] {
         var result = bytes
         for _ in 0..<(1 + random.below(3)) where !result.isEmpty {
             let at = random.below(result.count)
@@ -140,7 +108,7 @@ enum HTTPFuzzer {
         return result
     }
 
-    static func exchange(_ random: inout HTTPFuzzRandom) -> FuzzExchange {
+    static func exchange(_ random: inout SplitMix64) -> FuzzExchange {
         let kind = random.below(12)
         var bytes: [UInt8]
         var description: String
@@ -335,8 +303,8 @@ struct HTTPFuzzTests {
 
     @Test("thousands of random and malformed requests: a 4xx or a closed connection, no leak, status still served")
     func randomRequests() throws {
-        let seed = HTTPFuzzSettings.seed
-        let total = HTTPFuzzSettings.exchanges
+        let seed = FuzzSeed.value(default: FuzzSeed.fresh())
+        let total = FuzzIterations.value(default: 2400)
         print("HTTP fuzz: seed \(seed), \(total) exchanges (replay: LAMPCELL_FUZZ_SEED=\(seed))")
         let cell = try APIFixture { $0.requestTimeoutMilliseconds = 1500 }
         defer { cell.shutdown() }
@@ -347,7 +315,7 @@ struct HTTPFuzzTests {
         let baselineSockets = serverSocketCount(socket)
         #expect(baselineSockets >= 1, "the listening socket is not in /proc/net/unix")
         let log = HTTPFuzzLog()
-        var generator = HTTPFuzzRandom(seed: seed)
+        var generator = SplitMix64(seed: seed)
         var done = 0
         var batch = 0
         while done < total {

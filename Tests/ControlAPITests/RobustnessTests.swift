@@ -3,6 +3,7 @@ import CellCore
 import ControlAPI
 import Foundation
 import Glibc
+import LampCellTestSupport
 import Testing
 
 /// Access control, bad requests, limits, the socket file, and lampctl.

@@ -1,6 +1,7 @@
 import CellCore
 import Foundation
 import GRDB
+import LampCellTestSupport
 import Testing
 
 @testable import Ledger

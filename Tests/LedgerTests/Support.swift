@@ -3,6 +3,7 @@
 import CellCore
 import Foundation
 import GRDB
+import LampCellTestSupport
 import Testing
 
 @testable import Ledger
@@ -22,19 +23,6 @@ struct TemporaryDirectory {
     func file(_ name: String) -> String { path + "/" + name }
 
     func remove() { try? FileManager.default.removeItem(atPath: path) }
-}
-
-/// SplitMix64: deterministic pseudo-random numbers for reproducible test data.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 enum Fixture {

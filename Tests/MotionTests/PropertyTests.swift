@@ -1,3 +1,4 @@
+import LampCellTestSupport
 import Motion
 import Testing
 

@@ -1,25 +1,6 @@
 import Glibc
+import LampCellTestSupport
 import Motion
-
-/// SplitMix64: a tiny, seedable PRNG so that every random case can be replayed from its printed seed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [lo, hi).
-    mutating func uniform(_ lo: Double, _ hi: Double) -> Double {
-        lo + (hi - lo) * Double(next() >> 11) * 0x1.0p-53
-    }
-    mutating func int(_ range: ClosedRange<Int>) -> Int {
-        range.lowerBound + Int(next() % UInt64(range.count))
-    }
-}
 
 /// Tolerances of the limit checks: a value passes if |x| <= bound · (1 + limitRelativeTolerance) +
 /// limitAbsoluteTolerance. The absolute part covers rounding of quantities that should be exactly 0 or exactly at the

@@ -1,4 +1,5 @@
 import Glibc
+import LampCellTestSupport
 import Motion
 import Testing
 

@@ -1,16 +1,13 @@
 import Foundation
+import LampCellTestSupport
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// The package's root directory (this file is Tests/SystemdSupportTests/TestSupport.swift).
-let packageRoot: String = {
-    var url = URL(fileURLWithPath: #filePath)
-    for _ in 0..<3 { url.deleteLastPathComponent() }
-    return url.path
-}()
+/// The package's root directory.
+let packageRoot = Repository.root
 
 /// Where `swift build` put the products: the directory of the running test bundle.
 let binDirectory: String = {

@@ -1,0 +1,168 @@
+import CRealtime
+import CellCore
+import CellModbus
+import CellService
+import CellSimulator
+import Foundation
+import Logging
+import Modbus
+
+// Item 9: the read phase against a cell whose devices are slow (each reply 1 ms ± 0.5 ms after its request, as
+// real Modbus TCP devices answer), over Modbus TCP on loopback. Three figures from one run:
+// - one device's round trip (a plain client, one request at a time): the reference;
+// - the daemon's exchange phase (`CellExchange`: every device's request first, then the replies), over 100,000
+//   periods at 4 ms, and the overruns;
+// - the same exchange done one device after another (each driver's whole `exchange`, the station over one
+//   connection): what the period cost before.
+
+enum SlowDevicesBenchmark {
+    /// The devices' reply delay and its jitter (each reply uniformly in delay ± jitter after its request).
+    static let replyDelayNanoseconds: UInt64 = 1_000_000
+    static let replyJitterNanoseconds: UInt64 = 500_000
+    static let periodMicroseconds = 4000
+    static let fifoPriority: Int32 = 80
+    /// Round trips timed for the reference, and periods of the sequential exchange.
+    static let referenceRoundTrips = 2000
+    static let sequentialPeriods = 2000
+
+    static func run(windowSeconds: Double, scale: Double, repository: String, scratch: String, table: ResultTable) {
+        let slow = "devices \(micro(Double(replyDelayNanoseconds))) ± \(micro(Double(replyJitterNanoseconds))) µs"
+        do {
+            var configuration = try DaemonConfiguration.load(from: repository + "/Systemd/lampcelld-dev.toml")
+            let state = scratch + "/slow-devices"
+            try? FileManager.default.removeItem(atPath: state)
+            configuration.stateDirectory = state
+            configuration.ledgerPath = state + "/ledger.sqlite"
+            configuration.periodNanoseconds = UInt64(periodMicroseconds) * 1000
+            configuration.fifoPriority = fifoPriority
+            let definition = try CellDefinition.load(from: configuration.cellPath)
+            var recipes: [Recipe] = []
+            for path in configuration.recipePaths { recipes.append(try Recipe.load(from: path, cell: definition)) }
+            let simulated = SimulatedCell(
+                configuration: try SimulatedCellConfiguration(
+                    cell: definition, options: SimulationOptions(seed: 9, defectRate: 0.02)))
+            let server = SimulatedCellServer(cell: simulated, fifoPriority: fifoPriority - 10)
+            let ports = try server.start()
+            defer { server.stop() }
+            for name in ports.keys {
+                server.server(named: name)?.replyDelayNanoseconds = replyDelayNanoseconds
+                server.server(named: name)?.replyJitterNanoseconds = replyJitterNanoseconds
+            }
+            let timeout = configuration.responseTimeoutNanoseconds
+            let armNames = definition.arms.map(\.name)
+            let stationName = definition.station.name
+
+            // The reference: one device's round trip, one request at a time (the status mirror, as the 0x17 reads).
+            let reference = try ModbusClient(
+                host: "127.0.0.1", port: ports[armNames[0]] ?? 0, responseTimeoutNanoseconds: timeout,
+                connectTimeoutNanoseconds: 1_000_000_000)
+            let mirror = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: RA610Registers.statusMirrorCount)
+            defer { mirror.deallocate() }
+            var roundTrips: [UInt64] = []
+            for _ in 0..<max(100, Int(Double(referenceRoundTrips) * scale)) {
+                let start = lampcell_monotonic_ns()
+                try reference.readHoldingRegisters(address: RA610Registers.statusMirrorAddress, into: mirror)
+                roundTrips.append(lampcell_monotonic_ns() - start)
+            }
+            reference.close()
+            let roundTrip = Distribution(roundTrips)
+
+            // One device after another: each driver's whole exchange, the station over one connection.
+            var arms: [RA610Driver] = []
+            for name in armNames {
+                arms.append(
+                    try RA610Driver(
+                        name: name, host: "127.0.0.1", port: ports[name] ?? 0, unitID: 1,
+                        responseTimeoutNanoseconds: timeout, connectTimeoutNanoseconds: 1_000_000_000))
+            }
+            let station = try TS200Driver(
+                name: stationName, host: "127.0.0.1", port: ports[stationName] ?? 0, unitID: 1,
+                responseTimeoutNanoseconds: timeout, connectTimeoutNanoseconds: 1_000_000_000, connections: 1)
+            var image = ProcessImage(armCount: arms.count)
+            var sequential: [UInt64] = []
+            var sequentialFailures = 0
+            for period in 0..<(max(100, Int(Double(sequentialPeriods) * scale)) + 2) {
+                let start = lampcell_monotonic_ns()
+                for index in arms.indices {
+                    arms[index].exchange(image.armOutputs[index], into: &image.armInputs[index], nowNanoseconds: start)
+                }
+                station.exchange(image.stationOutputs, into: &image.stationInputs, nowNanoseconds: start)
+                // The first two periods connect and read the identity and the station's coils; not counted.
+                if period >= 2 {
+                    sequential.append(lampcell_monotonic_ns() - start)
+                    if image.armInputs.contains(where: { $0.link.state != .ok }) || image.stationInputs.link.state != .ok {
+                        sequentialFailures += 1
+                    }
+                }
+            }
+            for arm in arms { arm.close() }
+            station.close()
+            let oneByOne = Distribution(sequential)
+
+            // The daemon: all devices at once, 4 ms, producing lamps.
+            var endpoints: [String: DeviceConnection] = [:]
+            for (name, port) in ports {
+                endpoints[name] = DeviceConnection(name: name, host: "127.0.0.1", port: port, unitID: 1)
+            }
+            var logger = Logger(label: "lampbench")
+            logger.logLevel = .error
+            let daemon = try CellDaemon(
+                configuration: configuration, definition: definition, recipes: recipes, endpoints: endpoints,
+                logger: logger)
+            daemon.start()
+            defer { daemon.shutdown(timeoutNanoseconds: 20_000_000_000) }
+            if let problem = daemon.autoStart(
+                variant: .left, lamps: 100_000, orderID: "BENCH-SLOW", timeoutNanoseconds: 60_000_000_000)
+            {
+                table.note("slow devices: could not start production: \(problem)")
+                return
+            }
+            let underWay = daemon.waitFor(timeoutNanoseconds: 30_000_000_000) {
+                $0.unit.state == .execute && $0.lampInCell != nil
+            }
+            let loop = daemon.loop
+            loop.thread.statistics.reset()
+            let overrunsBefore = loop.thread.overruns
+            let periodsBefore = loop.thread.periodsRun
+            let lampsBefore = daemon.snapshot().lampsFinished
+            Thread.sleep(forTimeInterval: windowSeconds)
+            let figures = loop.thread.statistics.figures()
+            let overruns = loop.thread.overruns - overrunsBefore
+            let periods = loop.thread.periodsRun - periodsBefore
+            let snapshot = daemon.snapshot()
+            let lamps = snapshot.lampsFinished - lampsBefore
+            let policy = loop.thread.realtimeReport?.fifoPriority == fifoPriority
+                ? "SCHED_FIFO \(fifoPriority)" : "SCHED_OTHER (FIFO refused)"
+            let note =
+                "\(periods) periods, \(lamps) lamps, state at end \(snapshot.unit.state), \(policy)"
+                + (underWay ? "" : ", no lamp was under way at the start")
+                + (snapshot.lastFault.map { ", last fault: \($0.message)" } ?? "")
+
+            let referenceText = "one device's round trip (same cell, one request at a time), p50/p99/max: "
+                + percentiles(roundTrip, p999: false) + " µs"
+            if let read = figures[.read] {
+                table.add(
+                    ResultRow(
+                        item: "9", what: "read phase, all devices at once (3 arms + station over 2 connections), \(slow), 4 ms, p50/p99/p99.9/max µs",
+                        figure: "\(micro(Double(read.p50Nanoseconds))) / \(micro(Double(read.p99Nanoseconds))) / \(micro(Double(read.p999Nanoseconds))) / \(micro(Double(read.maxNanoseconds)))",
+                        reference: referenceText,
+                        ratio: String(
+                            format: "p50 read / p50 round trip = %.2f (goal ≤ 1.3)",
+                            Double(read.p50Nanoseconds) / max(1, roundTrip.percentile(50)))))
+            }
+            table.add(
+                ResultRow(
+                    item: "9", what: "overruns at 4 ms, \(slow)", figure: "\(overruns) in \(periods + overruns) periods",
+                    reference: note, ratio: "goal 0 over 100,000 periods"))
+            table.add(
+                ResultRow(
+                    item: "9", what: "read phase, one device after another (station over 1 connection), \(slow), p50/p99/max µs",
+                    figure: percentiles(oneByOne, p999: false) + " (\(oneByOne.count) periods, \(sequentialFailures) with a failed link)",
+                    reference: referenceText,
+                    ratio: String(
+                        format: "p50 sequential / p50 round trip = %.2f", oneByOne.percentile(50) / max(1, roundTrip.percentile(50)))))
+        } catch {
+            table.note("slow devices: \(error)")
+        }
+    }
+}

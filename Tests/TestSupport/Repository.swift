@@ -1,0 +1,27 @@
+// Test support shared by the test targets (the LampCellTestSupport target): the repository's paths.
+
+import Foundation
+
+/// Where the repository's files are, found from this source file's path (`Tests/TestSupport/Repository.swift`).
+public enum Repository {
+    /// The repository root.
+    public static let root: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    /// The real cell definition, `Hardware/cell.toml`.
+    public static let cellDefinition = root + "/Hardware/cell.toml"
+    /// The cell definition (`cellDefinition`, under the name the simulator tests use).
+    public static var cellDefinitionPath: String { cellDefinition }
+    /// The cell definition (`cellDefinition`, under the name the campaign tests use).
+    public static var cell: String { cellDefinition }
+
+    /// The real recipes, `Hardware/recipes/left.toml` and `right.toml`.
+    public static let leftRecipe = root + "/Hardware/recipes/left.toml"
+    public static let rightRecipe = root + "/Hardware/recipes/right.toml"
+
+    /// The development configuration of lampcelld (`Systemd/lampcelld-dev.toml`: simulated devices on loopback).
+    public static let developmentConfiguration = root + "/Systemd/lampcelld-dev.toml"
+}
