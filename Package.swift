@@ -47,11 +47,16 @@ let package = Package(
         .target(
             name: "CellModbus", dependencies: ["CellCore", "Modbus", "CRealtime"],
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]),
-        // The device models step at 4 kHz in virtual-time campaigns: release builds skip the runtime exclusivity
-        // checks there (a quarter of a campaign's time; the models are single-owner by design, see RA610Model).
+        // The device models step at 4 kHz in virtual time: release builds skip the runtime exclusivity checks there
+        // (a quarter of a campaign's time; the models are single-owner by design, see RA610Model), and debug builds
+        // optimise them (-O), so that the virtual-time behaviour tests of a debug `make test` do not spend most of
+        // their time in the arms' servo loop at -Onone.
         .target(
             name: "CellSimulator", dependencies: ["CellCore", "Modbus", "CRealtime", "SeededRandom"],
-            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]),
+            swiftSettings: [
+                .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+                .unsafeFlags(["-O"], .when(configuration: .debug)),
+            ]),
         .target(
             name: "Ledger",
             dependencies: [

@@ -106,7 +106,11 @@ public struct FaultConsole: Sendable {
             return "\(args[0]): connections dropped"
         case ("delay", 2):
             guard let device = server.server(named: args[0]) else { return "delay: no device \(args[0])" }
-            guard let milliseconds = UInt64(args[1]) else { return "delay: \(args[1]) is not a number of ms" }
+            let maximumMilliseconds = DeviceResponseDelay.maximumNanoseconds / 1_000_000
+            guard let milliseconds = UInt64(args[1]), milliseconds <= maximumMilliseconds else {
+                return "delay: \(args[1]) is not a number of ms up to \(maximumMilliseconds)"
+            }
+            device.replyJitterNanoseconds = 0  // exactly that late, whatever --response-delay set
             device.replyDelayNanoseconds = milliseconds * 1_000_000
             return "\(args[0]): replies \(milliseconds) ms late"
         case ("silent", 2):

@@ -221,7 +221,8 @@ enum ControlTimingBenchmark {
                         reference: stateNote))
             }
             if includeWork {
-                for (phase, name) in [(ControlPhase.read, "read (3× 0x17 + station reads)"), (.step, "step"), (.write, "write + snapshot")] {
+                for (phase, name) in [(ControlPhase.read, "read (all devices at once: 3× 0x17 + station writes and reads)"), (.step, "step"),
+                    (.write, "snapshot publish")] {
                     guard let f = figures[phase] else { continue }
                     table.add(
                         ResultRow(

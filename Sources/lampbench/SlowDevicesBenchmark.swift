@@ -20,10 +20,14 @@ enum SlowDevicesBenchmark {
     static let replyDelayNanoseconds: UInt64 = 1_000_000
     static let replyJitterNanoseconds: UInt64 = 500_000
     static let periodMicroseconds = 4000
+    /// The daemon's and the drivers' response timeout in this item.
+    static let responseTimeoutNanoseconds: UInt64 = 3_000_000
     static let fifoPriority: Int32 = 80
     /// Round trips timed for the reference, and periods of the sequential exchange.
     static let referenceRoundTrips = 2000
     static let sequentialPeriods = 2000
+    /// The reference client's response timeout (it times, it does not judge).
+    static let referenceTimeoutNanoseconds: UInt64 = 100_000_000
 
     static func run(windowSeconds: Double, scale: Double, repository: String, scratch: String, table: ResultTable) {
         let slow = "devices \(micro(Double(replyDelayNanoseconds))) ± \(micro(Double(replyJitterNanoseconds))) µs"
@@ -35,6 +39,8 @@ enum SlowDevicesBenchmark {
             configuration.ledgerPath = state + "/ledger.sqlite"
             configuration.periodNanoseconds = UInt64(periodMicroseconds) * 1000
             configuration.fifoPriority = fifoPriority
+            // Above the devices' slowest answer (1.5 ms), below the period: what an integrator sets for such devices.
+            configuration.responseTimeoutNanoseconds = responseTimeoutNanoseconds
             let definition = try CellDefinition.load(from: configuration.cellPath)
             var recipes: [Recipe] = []
             for path in configuration.recipePaths { recipes.append(try Recipe.load(from: path, cell: definition)) }
@@ -53,8 +59,9 @@ enum SlowDevicesBenchmark {
             let stationName = definition.station.name
 
             // The reference: one device's round trip, one request at a time (the status mirror, as the 0x17 reads).
+            // A generous timeout: this measures the round trip, it does not judge it.
             let reference = try ModbusClient(
-                host: "127.0.0.1", port: ports[armNames[0]] ?? 0, responseTimeoutNanoseconds: timeout,
+                host: "127.0.0.1", port: ports[armNames[0]] ?? 0, responseTimeoutNanoseconds: referenceTimeoutNanoseconds,
                 connectTimeoutNanoseconds: 1_000_000_000)
             let mirror = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: RA610Registers.statusMirrorCount)
             defer { mirror.deallocate() }

@@ -4,9 +4,15 @@ import CellSimulator
 import Testing
 
 /// End to end over Modbus TCP on loopback, in real time: the real drivers, controller and control thread against
-/// the simulated cell.
+/// the simulated cell. The one short real-time production run of `make test`; production with many lamps and
+/// defects is tested in virtual time (CellCampaignTests, `ControllerBehaviourTests`).
 @Suite("Production end to end", .serialized)
 struct ProductionTests {
+    /// Lamps of the run: enough for a good and a defective part with this seed (≈ 27 s each in real time).
+    static let lampCount = 3
+    /// Bound on the run, s.
+    static let runSeconds = 60.0 + 40.0 * Double(lampCount)
+
     /// The measurements a hidden defect of the simulator shows in.
     static func expectedReasons(_ defect: PartDefect) -> Set<String> {
         switch defect {
@@ -18,20 +24,20 @@ struct ProductionTests {
         }
     }
 
-    @Test("10 LEFT lamps with seeded defects: each defect gives NG with its reason, good parts OK; no arm faults")
+    @Test("3 LEFT lamps with seeded defects: a defect gives NG with its reason, a good part OK; no arm faults")
     func tenLampsWithDefects() throws {
         let sink = CollectingSink()
         let cell = try CellFixture(seed: 21, defectRate: 0.5, sinks: [sink])
         defer { cell.shutdown() }
-        #expect(cell.produce(lamps: 10) == nil)
-        // The order counts good lamps; stop after 10 lamps left the cell, whatever their verdicts.
+        #expect(cell.produce(lamps: UInt32(Self.lampCount)) == nil)
+        // The order counts good lamps; stop after `lampCount` lamps left the cell, whatever their verdicts.
         let snapshot0 = { cell.daemon.snapshot() }
         #expect(
-            cell.waitForLamps(10, seconds: 420),
+            cell.waitForLamps(UInt64(Self.lampCount), seconds: Self.runSeconds),
             "state \(snapshot0().unit.state), fault \(String(describing: snapshot0().lastFault)), wait \(snapshot0().materialWait), lamps \(sink.lamps.count)")
-        let lamps = Array(sink.lamps.prefix(10))
-        let exits = cell.models { Array($0.world.exits.prefix(10)) }
-        try #require(lamps.count == 10 && exits.count == 10)
+        let lamps = Array(sink.lamps.prefix(Self.lampCount))
+        let exits = cell.models { Array($0.world.exits.prefix(Self.lampCount)) }
+        try #require(lamps.count == Self.lampCount && exits.count == Self.lampCount)
         var defective = 0
         for (lamp, exit) in zip(lamps, exits) {
             let reasons = Set(
@@ -52,13 +58,13 @@ struct ProductionTests {
             }
         }
         #expect(defective > 0, "the seed must give at least one defective part")
-        #expect(defective < 10, "the seed must give at least one good part")
+        #expect(defective < Self.lampCount, "the seed must give at least one good part")
         // Normal production never trips an arm.
         #expect(cell.armFaults().isEmpty, "\(cell.armFaults())")
         // Serials are unique and increasing.
         #expect(zip(lamps, lamps.dropFirst()).allSatisfy { $0.serial.sequence < $1.serial.sequence })
         let snapshot = cell.daemon.snapshot()
-        #expect(snapshot.unit.counters.processed.count >= 10)
+        #expect(snapshot.unit.counters.processed.count >= UInt64(Self.lampCount))
         #expect(snapshot.unit.counters.defective.count == UInt64(defective))
     }
 }

