@@ -9,6 +9,8 @@ import Testing
 struct ReadmeCommandsTests {
     /// How long a streaming command (`watch`) runs before it is stopped: it must have printed by then.
     static let streamingSeconds = 3
+    /// Bound on one non-streaming command, s.
+    static let commandSeconds = 30
     /// Bound on the daemon's start (build products exist; the simulated cell starts in-process).
     static let startSeconds = 60.0
 
@@ -41,7 +43,8 @@ struct ReadmeCommandsTests {
     static func shell(_ command: String, after assignments: [String], streaming: Bool) throws -> (Int32, String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        let body = streaming ? "timeout \(streamingSeconds) \(command)" : command
+        // Every command is bounded (`timeout`, then SIGKILL 2 s later): a hung command fails the test, never hangs it.
+        let body = "timeout -k 2 \(streaming ? streamingSeconds : commandSeconds) \(command)"
         process.arguments = ["-c", (assignments + [body]).joined(separator: "\n")]
         process.currentDirectoryURL = URL(fileURLWithPath: Repository.root)
         let output = Pipe()
@@ -86,7 +89,9 @@ struct ReadmeCommandsTests {
             let streaming = line.contains(" -N ") || line.hasSuffix(" watch")
             let (status, output) = try Self.shell(line, after: assignments, streaming: streaming)
             if streaming {
-                #expect(status == 124, "\(line): exit \(status) before it was stopped: \(output)")
+                // Stopped by `timeout`: 124 (SIGTERM), or 137/9 when it had to be killed (a test process may run
+                // its children with SIGTERM blocked).
+                #expect([124, 137, 9].contains(status), "\(line): exit \(status) before it was stopped: \(output)")
             } else {
                 #expect(status == 0, "\(line): exit \(status): \(output)")
             }
@@ -101,7 +106,7 @@ struct ReadmeCommandsTests {
         let missing = "/nonexistent/lampcell-readme-test.sock"
         for command in [
             "\(lampctl) --socket \(missing) status", "\(lampctl) status --socket \(missing)",
-            "\(lampctl) --socket=\(missing) status", "LAMPCELL_SOCKET=\(missing) \(lampctl) status",
+            "\(lampctl) --socket=\(missing) status", "env LAMPCELL_SOCKET=\(missing) \(lampctl) status",
         ] {
             let (status, output) = try Self.shell(command, after: [], streaming: false)
             // Not a usage error (64): the daemon is not running at that socket (69), and the line names it.
