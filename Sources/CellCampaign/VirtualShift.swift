@@ -370,7 +370,7 @@ public final class VirtualShift {
     /// checked between and after its phases.
     private func runPeriod() throws {
         let monotonic = cell.monotonicNanoseconds
-        cell.period.exchange(nowNanoseconds: monotonic)
+        cell.period.exchange()
         if let message = pendingStreamBreach { throw breach("setpoint-jump", message) }
         cell.period.step(nowNanoseconds: monotonic, wallNanoseconds: configuration.startWallNanoseconds + now)
         if let afterStep = configuration.afterStep { afterStep(&cell.period.image, periodIndex) }

@@ -160,20 +160,25 @@ public final class CellPeriod: @unchecked Sendable {
         image = ProcessImage(armCount: devices.arms.count)
     }
 
-    /// Exchange, then step. `wallNanoseconds` is the wall clock for the lamp records. Returns the phases' times.
+    /// Exchange, then step. `nowNanoseconds` and `wallNanoseconds` are the controller's monotonic and wall clocks at
+    /// the period's start (in virtual time they differ from the devices' clock by a constant); the step sees them
+    /// advanced by the exchange's duration. Returns the phases' times, measured on the devices' clock.
     @discardableResult
     public func run(nowNanoseconds: UInt64, wallNanoseconds: UInt64) -> PeriodPhaseTimes {
         let clock = devices.clock
-        exchange(nowNanoseconds: nowNanoseconds)
+        let exchangeStart = clock.nowNanoseconds
+        exchange()
         let stepStart = clock.nowNanoseconds
-        step(nowNanoseconds: stepStart, wallNanoseconds: wallNanoseconds &+ (stepStart &- nowNanoseconds))
-        let end = clock.nowNanoseconds
-        return PeriodPhaseTimes(exchangeNanoseconds: stepStart &- nowNanoseconds, stepNanoseconds: end &- stepStart)
+        let exchangeNanoseconds = stepStart &- exchangeStart
+        step(nowNanoseconds: nowNanoseconds &+ exchangeNanoseconds, wallNanoseconds: wallNanoseconds &+ exchangeNanoseconds)
+        return PeriodPhaseTimes(
+            exchangeNanoseconds: exchangeNanoseconds, stepNanoseconds: clock.nowNanoseconds &- stepStart)
     }
 
-    /// The exchange phase alone (a virtual run checks invariants between the phases).
-    public func exchange(nowNanoseconds: UInt64) {
-        devices.exchange(&image, nowNanoseconds: nowNanoseconds)
+    /// The exchange phase alone (a virtual run checks invariants between the phases). The drivers and their
+    /// clients see the devices' clock, the one their deadlines and backoff are kept in.
+    public func exchange() {
+        devices.exchange(&image, nowNanoseconds: devices.clock.nowNanoseconds)
     }
 
     /// The step phase alone.
