@@ -31,7 +31,7 @@ public struct ControlLoopSettings: Sendable {
     public var connectTimeoutNanoseconds: UInt64 = 2_000_000
     /// Connections to the TS-200 (1 or 2; its datasheet allows 2). With 2 its two reads of a period run side by
     /// side (one round trip instead of two), and the station refuses any third client while the cell runs.
-    public var stationConnections = 2
+    public var stationConnections = DaemonConfiguration.defaultStationConnections
     /// Reconnect backoff of the drivers: first retry after 10 ms (a device that dropped one connection is usually
     /// back at once), doubling up to 1 s, with 20 % jitter.
     public var reconnect = ReconnectPolicy(

@@ -1,3 +1,4 @@
+import CellCore
 // The simulated cell's physical layout, parts and process values: configuration and value types.
 
 /// A place in the cell an arm's tool can be at (decided from the arm's joint positions and its teach points).
@@ -58,6 +59,20 @@ public enum PartDefect: String, Sendable, CaseIterable {
     case leak
     /// A bad reflector: the light test reads 60–80 % intensity and a cut-off of −1.50°..−1.20°.
     case light
+}
+
+extension PartDefect {
+    /// The measurements in which this defect shows (those it can push outside a recipe's window): what a lamp made
+    /// of such a part must be NG for. Thread: any.
+    public var measurementsShown: Set<MeasurementKind> {
+        switch self {
+        case .none: []
+        case .screw: [.screwTorque1, .screwTorque2, .screwTorque3, .screwTorque4]
+        case .press: [.pressForce]
+        case .leak: [.leakRate]
+        case .light: [.luminousIntensity, .cutoffAngle]
+        }
+    }
 }
 
 /// The nominal test values of one lamp variant (what a good lamp measures; uniform within the tolerances).

@@ -108,34 +108,14 @@ enum ControlTimingBenchmark {
     ) {
         let label = periodMicroseconds >= 1000 ? "\(periodMicroseconds / 1000) ms" : "\(periodMicroseconds) µs"
         do {
-            var configuration = try DaemonConfiguration.load(from: repository + "/Systemd/lampcelld-dev.toml")
-            let state = scratch + "/control-\(periodMicroseconds)"
-            try? FileManager.default.removeItem(atPath: state)
-            configuration.stateDirectory = state
-            configuration.ledgerPath = state + "/ledger.sqlite"
-            configuration.periodNanoseconds = UInt64(periodMicroseconds) * 1000
-            configuration.responseTimeoutNanoseconds = min(
-                configuration.responseTimeoutNanoseconds, configuration.periodNanoseconds / 2)
-            configuration.fifoPriority = fifoPriority
-            let definition = try CellDefinition.load(from: configuration.cellPath)
-            var recipes: [Recipe] = []
-            for path in configuration.recipePaths { recipes.append(try Recipe.load(from: path, cell: definition)) }
-            let simulated = SimulatedCell(
-                configuration: try SimulatedCellConfiguration(
-                    cell: definition, options: SimulationOptions(seed: 7, defectRate: 0.02)))
-            let server = SimulatedCellServer(cell: simulated, fifoPriority: fifoPriority - 10)
-            let ports = try server.start()
-            defer { server.stop() }
-            var endpoints: [String: DeviceConnection] = [:]
-            for (name, port) in ports {
-                endpoints[name] = DeviceConnection(name: name, host: "127.0.0.1", port: port, unitID: 1)
-            }
-            var logger = Logger(label: "lampbench")
-            logger.logLevel = .error
+            var cell = try BenchCell(
+                repository: repository, scratch: scratch, name: "control-\(periodMicroseconds)",
+                periodMicroseconds: periodMicroseconds, fifoPriority: fifoPriority, seed: 7)
+            defer { cell.server.stop() }
+            cell.configuration.responseTimeoutNanoseconds = min(
+                cell.configuration.responseTimeoutNanoseconds, cell.configuration.periodNanoseconds / 2)
             let tally = AllocationTally()
-            let daemon = try CellDaemon(
-                configuration: configuration, definition: definition, recipes: recipes, endpoints: endpoints,
-                logger: logger, periodHooks: tally.hooks)
+            let daemon = try cell.daemon(periodHooks: tally.hooks)
             daemon.start()
             defer { daemon.shutdown(timeoutNanoseconds: 20_000_000_000) }
 

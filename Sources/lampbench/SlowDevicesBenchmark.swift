@@ -32,29 +32,18 @@ enum SlowDevicesBenchmark {
     static func run(windowSeconds: Double, scale: Double, repository: String, scratch: String, table: ResultTable) {
         let slow = "devices \(micro(Double(replyDelayNanoseconds))) ± \(micro(Double(replyJitterNanoseconds))) µs"
         do {
-            var configuration = try DaemonConfiguration.load(from: repository + "/Systemd/lampcelld-dev.toml")
-            let state = scratch + "/slow-devices"
-            try? FileManager.default.removeItem(atPath: state)
-            configuration.stateDirectory = state
-            configuration.ledgerPath = state + "/ledger.sqlite"
-            configuration.periodNanoseconds = UInt64(periodMicroseconds) * 1000
-            configuration.fifoPriority = fifoPriority
+            var cell = try BenchCell(
+                repository: repository, scratch: scratch, name: "slow-devices", periodMicroseconds: periodMicroseconds,
+                fifoPriority: fifoPriority, seed: 9)
+            defer { cell.server.stop() }
             // Above the devices' slowest answer (1.5 ms), below the period: what an integrator sets for such devices.
-            configuration.responseTimeoutNanoseconds = responseTimeoutNanoseconds
-            let definition = try CellDefinition.load(from: configuration.cellPath)
-            var recipes: [Recipe] = []
-            for path in configuration.recipePaths { recipes.append(try Recipe.load(from: path, cell: definition)) }
-            let simulated = SimulatedCell(
-                configuration: try SimulatedCellConfiguration(
-                    cell: definition, options: SimulationOptions(seed: 9, defectRate: 0.02)))
-            let server = SimulatedCellServer(cell: simulated, fifoPriority: fifoPriority - 10)
-            let ports = try server.start()
-            defer { server.stop() }
+            cell.configuration.responseTimeoutNanoseconds = responseTimeoutNanoseconds
+            let (server, ports, definition) = (cell.server, cell.ports, cell.definition)
             for name in ports.keys {
                 server.server(named: name)?.replyDelayNanoseconds = replyDelayNanoseconds
                 server.server(named: name)?.replyJitterNanoseconds = replyJitterNanoseconds
             }
-            let timeout = configuration.responseTimeoutNanoseconds
+            let timeout = cell.configuration.responseTimeoutNanoseconds
             let armNames = definition.arms.map(\.name)
             let stationName = definition.station.name
 
@@ -107,15 +96,7 @@ enum SlowDevicesBenchmark {
             let oneByOne = Distribution(sequential)
 
             // The daemon: all devices at once, 4 ms, producing lamps.
-            var endpoints: [String: DeviceConnection] = [:]
-            for (name, port) in ports {
-                endpoints[name] = DeviceConnection(name: name, host: "127.0.0.1", port: port, unitID: 1)
-            }
-            var logger = Logger(label: "lampbench")
-            logger.logLevel = .error
-            let daemon = try CellDaemon(
-                configuration: configuration, definition: definition, recipes: recipes, endpoints: endpoints,
-                logger: logger)
+            let daemon = try cell.daemon()
             daemon.start()
             defer { daemon.shutdown(timeoutNanoseconds: 20_000_000_000) }
             if let problem = daemon.autoStart(

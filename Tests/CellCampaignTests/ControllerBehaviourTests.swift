@@ -12,18 +12,10 @@ import Testing
 /// bounded in virtual time.
 @Suite("Controller behaviour in virtual time")
 struct ControllerBehaviourTests {
-    // MARK: - Production (replaces ProductionTests.tenLampsWithDefects)
+    // MARK: - Production (the many-lamp run that ProductionTests did in real time)
 
-    /// The measurements a hidden defect of the simulator shows in.
-    static func expectedReasons(_ defect: PartDefect) -> Set<String> {
-        switch defect {
-        case .none: []
-        case .screw: ["screw_torque_1", "screw_torque_2", "screw_torque_3", "screw_torque_4"]
-        case .press: ["press_force"]
-        case .leak: ["leak_rate"]
-        case .light: ["luminous_intensity", "cutoff_angle"]
-        }
-    }
+    /// The measurements a hidden defect of the simulator shows in, by name.
+    static func expectedReasons(_ defect: PartDefect) -> Set<String> { Set(defect.measurementsShown.map(\.name)) }
 
     @Test("9 LEFT lamps with seeded defects of every kind: each defect gives NG with its reason, good parts OK; no arm faults")
     func lampsWithEveryDefect() throws {
