@@ -41,11 +41,18 @@ let package = Package(
             name: "Modbus", dependencies: ["CModbus", "CRealtime", "SeededRandom"],
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]),
         .target(name: "Motion"),
+        // The PackML unit: state model, commands, modes, stop causes, PackTags times, counters and OEE. Pure.
+        .target(name: "PackML"),
+        // The domain: Hardware definitions, recipes and their compiled form, the process image, lamps, the version.
+        .target(name: "CellCore", dependencies: ["Motion"]),
+        // Loading and checking the TOML files (cell, recipes, daemon): the only module that imports a TOML parser.
         .target(
-            name: "CellCore",
-            dependencies: ["Motion", .product(name: "TOMLKit", package: "TOMLKit")]),
+            name: "CellConfig",
+            dependencies: ["CellCore", .product(name: "TOMLKit", package: "TOMLKit")]),
+        // The controller: PackML unit, lanes, arm axes, reset; stepped once per period on the process image.
+        .target(name: "CellControl", dependencies: ["CellCore", "PackML", "Motion", "CellRuntime"]),
         .target(
-            name: "CellModbus", dependencies: ["CellCore", "Modbus", "CRealtime"],
+            name: "CellModbus", dependencies: ["CellCore", "CellControl", "Modbus", "CRealtime"],
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]),
         // The device models step at 4 kHz in virtual time: release builds skip the runtime exclusivity checks there
         // (a quarter of a campaign's time; the models are single-owner by design, see RA610Model), and debug builds
@@ -69,23 +76,24 @@ let package = Package(
         .target(
             name: "CellService",
             dependencies: [
-                "CellCore", "CellModbus", "CellRuntime", "Modbus", "CRealtime", "Ledger",
-                .product(name: "Logging", package: "swift-log"),
+                "CellCore", "CellConfig", "CellControl", "PackML", "CellModbus", "CellRuntime", "Modbus", "CRealtime",
+                "Ledger", .product(name: "Logging", package: "swift-log"),
             ]),
         .target(
             name: "SystemdSupport",
             dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "CellRuntime",
-            dependencies: [
-                "CellCore", "CRealtime", .product(name: "Histogram", package: "hdrhistogram-swift"),
-            ]),
+            dependencies: ["CRealtime", .product(name: "Histogram", package: "hdrhistogram-swift")]),
 
-        // Status and control over a local socket (HTTP/1.1 on a Unix socket, SSE, Prometheus), and its client.
+        // The API's wire types (the status document, request and answer bodies) and its client: all that `lampctl`
+        // needs to talk to the daemon, without the controller, the drivers or libmodbus.
+        .target(name: "ControlAPIClient"),
+        // Status and control over a local socket (HTTP/1.1 on a Unix socket, SSE, Prometheus): the server.
         .target(
             name: "ControlAPI",
             dependencies: [
-                "CellService", "CellCore", "CellRuntime", "CRealtime",
+                "ControlAPIClient", "CellService", "CellCore", "CellControl", "PackML", "CellRuntime", "CRealtime",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -97,7 +105,8 @@ let package = Package(
         .target(
             name: "CellCampaign",
             dependencies: [
-                "CellCore", "CellSimulator", "CellModbus", "CellService", "Modbus", "Ledger", "CRealtime", "Motion",
+                "CellCore", "CellConfig", "CellControl", "PackML", "CellSimulator", "CellModbus", "CellService", "Modbus",
+                "Ledger", "CRealtime", "Motion",
             ],
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]),
 
@@ -105,15 +114,15 @@ let package = Package(
         .executableTarget(
             name: "lampsim",
             dependencies: [
-                "CellSimulator", "CellCore", "CellCampaign",
+                "CellSimulator", "CellCore", "CellConfig", "CellCampaign",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(
             name: "lampcelld",
             dependencies: [
-                "CellService", "CellModbus", "CellCore", "CellRuntime", "CellSimulator", "CRealtime", "SystemdSupport",
-                "ControlAPI", "Ledger",
+                "CellService", "CellModbus", "CellCore", "CellConfig", "CellRuntime", "CellSimulator", "CRealtime",
+                "SystemdSupport", "ControlAPI", "ControlAPIClient", "Ledger",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -121,7 +130,7 @@ let package = Package(
         .executableTarget(
             name: "lampctl",
             dependencies: [
-                "ControlAPI", "Ledger", "CellCore",
+                "ControlAPIClient", "Ledger", "CellCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -130,8 +139,8 @@ let package = Package(
         .executableTarget(
             name: "lampbench",
             dependencies: [
-                "CellService", "CellSimulator", "CellModbus", "CellCore", "CellRuntime", "Modbus", "Motion", "Ledger",
-                "CRealtime", "CAllocationCounter", "SeededRandom",
+                "CellService", "CellSimulator", "CellModbus", "CellCore", "CellConfig", "CellControl", "CellRuntime",
+                "Modbus", "Motion", "Ledger", "CRealtime", "CAllocationCounter", "SeededRandom",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -141,7 +150,8 @@ let package = Package(
         .target(name: "LampCellTestSupport", dependencies: ["SeededRandom"], path: "Tests/TestSupport"),
         .testTarget(name: "ModbusTests", dependencies: ["Modbus", "CRealtime"]),
         .testTarget(name: "MotionTests", dependencies: ["Motion", "LampCellTestSupport"]),
-        .testTarget(name: "CellCoreTests", dependencies: ["CellCore", "LampCellTestSupport"]),
+        .testTarget(name: "PackMLTests", dependencies: ["PackML"]),
+        .testTarget(name: "CellConfigTests", dependencies: ["CellConfig", "CellCore", "LampCellTestSupport"]),
         .testTarget(name: "CellRuntimeTests", dependencies: ["CellRuntime", "CellCore", "CRealtime"]),
         .testTarget(
             name: "LedgerTests",
@@ -149,15 +159,15 @@ let package = Package(
         .testTarget(
             name: "CellServiceTests",
             dependencies: [
-                "CellService", "CellSimulator", "CellCore", "CellModbus", "CellRuntime", "Modbus", "CRealtime",
-                "CAllocationCounter",
-                "Ledger", "ControlAPI", "LampCellTestSupport",
+                "CellService", "CellSimulator", "CellCore", "CellConfig", "CellControl", "PackML", "CellModbus",
+                "CellRuntime", "Modbus", "CRealtime", "CAllocationCounter",
+                "Ledger", "ControlAPI", "ControlAPIClient", "LampCellTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(
             name: "SystemdSupportTests",
             dependencies: [
-                "SystemdSupport", "CellCore", "Ledger", "LampCellTestSupport",
+                "SystemdSupport", "CellCore", "CellConfig", "Ledger", "LampCellTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["Probe"]),
@@ -170,7 +180,8 @@ let package = Package(
         .testTarget(
             name: "ControlAPITests",
             dependencies: [
-                "ControlAPI", "CellService", "CellSimulator", "CellCore", "CellRuntime", "CRealtime",
+                "ControlAPI", "ControlAPIClient", "CellService", "CellSimulator", "CellCore", "CellConfig", "CellRuntime",
+                "CRealtime",
                 "LampCellTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -178,15 +189,19 @@ let package = Package(
         .testTarget(
             name: "CellModbusTests",
             dependencies: [
-                "CellModbus", "CellCore", "CellSimulator", "CellService", "Modbus", "CRealtime", "LampCellTestSupport",
+                "CellModbus", "CellCore", "CellConfig", "CellSimulator", "CellService", "Modbus", "CRealtime",
+                "LampCellTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(
             name: "CellCampaignTests",
-            dependencies: ["CellCampaign", "CellCore", "CellSimulator", "Ledger", "Motion", "LampCellTestSupport"]),
+            dependencies: [
+                "CellCampaign", "CellCore", "CellConfig", "CellControl", "PackML", "CellSimulator", "Ledger", "Motion",
+                "LampCellTestSupport",
+            ]),
         .testTarget(
             name: "CellSimulatorTests",
-            dependencies: ["CellSimulator", "CellCore", "Modbus", "CRealtime", "LampCellTestSupport"]),
+            dependencies: ["CellSimulator", "CellCore", "CellConfig", "Modbus", "CRealtime", "LampCellTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -7,6 +7,7 @@
 // Everything else (Modbus client policy and reply checks, drivers, their plausibility checks, the exchange with all
 // devices at once, the controller) is the code the plant runs.
 
+import CellControl
 import CellCore
 import CellModbus
 import CellService

@@ -1,6 +1,8 @@
 // Virtual-time mode: the real controller, cycle and ledger code against the in-process device models on a virtual
 // clock, one thread, no sockets; faults injected by the seed, invariants checked every period.
 
+import CellConfig
+import CellControl
 import CellCore
 import CellModbus
 import CellService
@@ -8,6 +10,7 @@ import CellSimulator
 import Foundation
 import Ledger
 import Modbus
+import PackML
 
 /// Everything a virtual shift is made of. A value: build it once, run it on any thread.
 public struct ShiftConfiguration: Sendable {
@@ -366,7 +369,7 @@ public final class VirtualShift {
             virtualNanoseconds: now)
     }
 
-    /// The daemon's period (`CellPeriod`: exchange with every device at once, then step), with the invariants
+    /// The daemon's period (`CellPeriod`: exchange with every device at once, step, dispatch), with the invariants
     /// checked between and after its phases.
     private func runPeriod() throws {
         let monotonic = cell.monotonicNanoseconds
@@ -374,6 +377,7 @@ public final class VirtualShift {
         if let message = pendingStreamBreach { throw breach("setpoint-jump", message) }
         cell.period.step(nowNanoseconds: monotonic, wallNanoseconds: configuration.startWallNanoseconds + now)
         if let afterStep = configuration.afterStep { afterStep(&cell.period.image, periodIndex) }
+        cell.period.dispatch()
         try checkAfterStep()
         while controller.replies.pop() != nil {}
         try drain()

@@ -65,6 +65,15 @@ public struct CompiledLane: Sendable {
     /// Paths planned at start-up from rest at the teach point the lane's previous move ends at (planning a path
     /// takes milliseconds: too long for a control period). Used when the arm is exactly there at rest.
     public var plannedPaths: [PlannedPath] = []
+
+    /// Thread: any (built at start-up, and by the controller for Reset's one-shot lanes).
+    public init(arm: Int?, steps: [CompiledStep], pathPoints: [Int], wraps: Bool = true, plannedPaths: [PlannedPath] = []) {
+        self.arm = arm
+        self.steps = steps
+        self.pathPoints = pathPoints
+        self.wraps = wraps
+        self.plannedPaths = plannedPaths
+    }
 }
 
 /// A path trajectory planned ahead, and where it starts.

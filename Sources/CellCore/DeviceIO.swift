@@ -233,3 +233,17 @@ public struct StationOutputs: Sendable, Equatable {
     public var outfeedRequests: UInt32 = 0
     public init() {}
 }
+
+/// Where the controller's arms' and station's values live each period.
+public struct ProcessImage: Sendable {
+    public var armInputs: [ArmInputs]
+    public var armOutputs: [ArmOutputs]
+    public var stationInputs = StationInputs()
+    public var stationOutputs = StationOutputs()
+
+    /// Allocates the image for `armCount` arms. Thread: start-up.
+    public init(armCount: Int) {
+        armInputs = Array(repeating: ArmInputs(), count: armCount)
+        armOutputs = Array(repeating: ArmOutputs(), count: armCount)
+    }
+}

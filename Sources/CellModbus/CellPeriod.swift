@@ -1,4 +1,5 @@
 import CRealtime
+import CellControl
 import CellCore
 import Glibc
 import Modbus
@@ -67,18 +68,25 @@ public final class CellExchange: @unchecked Sendable {
         station.close()
     }
 
-    /// Sends the outputs of `image` (what the previous step computed) to every device and reads every device into
-    /// the inputs of `image`, all devices at once. Thread: the control thread. Does not allocate; returns by the
-    /// latest deadline of the requests it sent (a connect attempt, bounded by the connect timeout, may come first).
+    /// Sends the arms' outputs of `image` (what the previous step computed; one 0x17 each, write and read at once),
+    /// completes what the last `dispatch` sent to the station, and reads every device into the inputs of `image`,
+    /// all devices at once. Thread: the control thread. Does not allocate; returns by the latest deadline of the
+    /// requests in flight (a connect attempt, bounded by the connect timeout, may come first).
     public func exchange(_ image: inout ProcessImage, nowNanoseconds: UInt64) {
         assert(image.armInputs.count == arms.count && image.armOutputs.count == arms.count, "one image slot per arm")
         for index in arms.indices {
             arms[index].beginExchange(image.armOutputs[index], nowNanoseconds: nowNanoseconds)
         }
-        station.beginExchange(image.stationOutputs, current: image.stationInputs, nowNanoseconds: nowNanoseconds)
+        station.beginExchange(current: image.stationInputs, nowNanoseconds: nowNanoseconds)
         collectReplies()
         for index in arms.indices { arms[index].endExchange(into: &image.armInputs[index]) }
         station.endExchange(into: &image.stationInputs)
+    }
+
+    /// After the step: sends the station the writes its outputs in `image` ask for (or a due read-back), without
+    /// waiting; the next `exchange` completes them. Thread: the control thread. Does not allocate or block.
+    public func dispatch(_ image: ProcessImage, nowNanoseconds: UInt64) {
+        station.dispatch(image.stationOutputs, current: image.stationInputs, nowNanoseconds: nowNanoseconds)
     }
 
     /// Completes requests as their replies arrive (or their deadlines pass) until none is in flight.
@@ -136,14 +144,18 @@ public struct PeriodPhaseTimes: Sendable, Equatable {
     public var exchangeNanoseconds: UInt64 = 0
     /// The controller's step.
     public var stepNanoseconds: UInt64 = 0
+    /// The dispatch of the station's writes (sent, not awaited).
+    public var dispatchNanoseconds: UInt64 = 0
 }
 
 /// The control period: one definition for the plant (`ControlLoop`, on a real-time thread over libmodbus) and for
 /// virtual time (`VirtualCell`, over in-memory transports).
 ///
-/// A period exchanges with every device at once (the outputs of the previous step go out, this period's inputs come
-/// in; `CellExchange`), then steps the controller on the fresh inputs. The outputs it computes go out at the next
-/// period's exchange: a constant one-period delay, the same for every device.
+/// A period exchanges with every device at once (the arms' outputs of the previous step go out, this period's inputs
+/// come in; `CellExchange`), steps the controller on the fresh inputs, and dispatches the station's writes. The
+/// arms' setpoints go out with the next period's exchange (a constant one-period delay); the station's writes go out
+/// at once, and their replies come back while the period waits for its next deadline, so that they never lengthen the
+/// read phase.
 ///
 /// Thread: the control thread (or the virtual run's thread). `run`, `exchange` and `step` do not allocate.
 public final class CellPeriod: @unchecked Sendable {
@@ -160,7 +172,7 @@ public final class CellPeriod: @unchecked Sendable {
         image = ProcessImage(armCount: devices.arms.count)
     }
 
-    /// Exchange, then step. `nowNanoseconds` and `wallNanoseconds` are the controller's monotonic and wall clocks at
+    /// Exchange, step, dispatch. `nowNanoseconds` and `wallNanoseconds` are the controller's monotonic and wall clocks at
     /// the period's start (in virtual time they differ from the devices' clock by a constant); the step sees them
     /// advanced by the exchange's duration. Returns the phases' times, measured on the devices' clock.
     @discardableResult
@@ -171,8 +183,11 @@ public final class CellPeriod: @unchecked Sendable {
         let stepStart = clock.nowNanoseconds
         let exchangeNanoseconds = stepStart &- exchangeStart
         step(nowNanoseconds: nowNanoseconds &+ exchangeNanoseconds, wallNanoseconds: wallNanoseconds &+ exchangeNanoseconds)
+        let dispatchStart = clock.nowNanoseconds
+        dispatch()
         return PeriodPhaseTimes(
-            exchangeNanoseconds: exchangeNanoseconds, stepNanoseconds: clock.nowNanoseconds &- stepStart)
+            exchangeNanoseconds: exchangeNanoseconds, stepNanoseconds: dispatchStart &- stepStart,
+            dispatchNanoseconds: clock.nowNanoseconds &- dispatchStart)
     }
 
     /// The exchange phase alone (a virtual run checks invariants between the phases). The drivers and their
@@ -184,5 +199,10 @@ public final class CellPeriod: @unchecked Sendable {
     /// The step phase alone.
     public func step(nowNanoseconds: UInt64, wallNanoseconds: UInt64) {
         controller.step(&image, nowNanoseconds: nowNanoseconds, wallNanoseconds: wallNanoseconds)
+    }
+
+    /// The dispatch phase alone: the station's writes of this step go out.
+    public func dispatch() {
+        devices.dispatch(image, nowNanoseconds: devices.clock.nowNanoseconds)
     }
 }

@@ -14,24 +14,29 @@ public enum TS200Registers {
 /// Driver for the TS-200 station controller over Modbus, whatever the transport (libmodbus TCP in the plant, in
 /// memory in virtual time: the same code).
 ///
-/// **What a period does.** It writes what the previous step changed and reads the station, all in one exchange:
-/// - each level coil whose wanted value differs from the known one (0x05, one coil at a time: the station writes
+/// **What a period does.** Two phases, so that the read phase costs one round trip per connection:
+/// - **the exchange** (`beginExchange` … `endExchange`, before the step) reads the discrete inputs (0x02: SAFETY_OK,
+///   parts present, …) and the input registers (0x04: test counts and results, the lots at the pick points), every
+///   period, one on each connection. It first completes what the previous dispatch sent, whose reply has had the
+///   rest of the previous period to arrive.
+/// - **the dispatch** (`dispatch`, after the step) sends at most one transaction on each connection and does not
+///   wait for its reply: the writes the step asked for, in order, or else a read-back that is due. The writes are
+///   each level coil whose wanted value differs from the known one (0x05, one coil at a time: the station writes
 ///   INFEED_ADVANCE/OUTFEED_ADVANCE back to 0 itself, so a multi-coil write could undo its write-back), one
 ///   INFEED/OUTFEED_ADVANCE per change of `StationOutputs.infeedRequests`/`outfeedRequests`, and the variant (0x06)
-///   when it differs;
-/// - the discrete inputs (0x02: SAFETY_OK, parts present, …) and the input registers (0x04: test counts and results,
-///   the lots at the pick points), every period.
+///   when it differs. Writes that find no free connection are planned again at the next dispatch (they still
+///   differ), so none is lost or sent twice.
 ///
 /// The coils (0x01) and the variant (0x03) are only ever changed by this driver (the station never clears the start
 /// coils and writes back only the ADVANCE coils, which are not level coils), so it knows them from its own
 /// acknowledged writes and reads each back only every `verifyEveryPeriods` periods, to catch a change made by someone
-/// else; a period that writes postpones its read-back. After a connect or a failed exchange the state of the station is
-/// unknown: the next period reads everything and writes nothing.
+/// else; a dispatch that writes postpones its read-back. After a connect or a failed exchange the state of the station
+/// is unknown: the next exchange reads everything, and nothing is written until it succeeded.
 ///
-/// **Connections.** The datasheet allows two concurrent connections. With `connections: 2` the period's transactions
-/// are shared between both, so the two reads cost one round trip, not two (a third client, such as a commissioning
-/// tool, is then refused by the station while the cell runs). With 1, every transaction goes in turn over one
-/// connection. A transaction whose connection is down is taken by the other one.
+/// **Connections.** The datasheet allows two concurrent connections. With `connections: 2` the two reads go side by
+/// side and cost one round trip, not two, and the dispatch sends two transactions (a third client, such as a
+/// commissioning tool, is then refused by the station while the cell runs). With 1, every transaction goes in turn
+/// over one connection. A transaction whose connection is down is taken by the other one.
 ///
 /// Thread: owned by the control thread after start-up; not for concurrent use. No method allocates.
 public final class TS200Driver: @unchecked Sendable {
@@ -46,7 +51,8 @@ public final class TS200Driver: @unchecked Sendable {
     public static let verifyEveryPeriods: UInt64 = 8
     /// Most connections the datasheet allows one client ("2; a third connection is accepted and closed at once").
     public static let maximumConnections = 2
-    /// Most transactions in one period: 6 level coils, 2 advance coils, the variant, 2 reads, 2 read-backs.
+    /// Most transactions planned at once: 6 level coils, 2 advance coils and the variant (a dispatch), or 2 reads
+    /// and 2 read-backs (an exchange after a connect).
     static let maximumTransactionsPerPeriod = 16
 
     /// One transaction of a period.
@@ -82,6 +88,8 @@ public final class TS200Driver: @unchecked Sendable {
     /// This period's results, applied at `endExchange`.
     private var staged = StationInputs()
     private var failure: ModbusError?
+    /// A send of the last dispatch that failed; reported by the next exchange.
+    private var dispatchFailure: ModbusError?
     private var anyConnected = false
 
     /// A driver over `clients` (one or two connections to the same station, any transport).
@@ -137,10 +145,12 @@ public final class TS200Driver: @unchecked Sendable {
     /// Closes the connections (shutdown). Thread: the owner.
     public func close() { for client in clients { client.close() } }
 
-    /// Writes what `outputs` changed and reads the station into `inputs` (see the type's comment).
+    /// Dispatches what `outputs` changed and reads the station into `inputs`, waiting for every reply: a whole
+    /// period of this device alone (tests, and the sequential figure of `make bench`).
     /// Thread: the control thread. Does not allocate; blocks at most the response timeout per transaction.
     public func exchange(_ outputs: StationOutputs, into inputs: inout StationInputs, nowNanoseconds: UInt64) {
-        beginExchange(outputs, current: inputs, nowNanoseconds: nowNanoseconds)
+        dispatch(outputs, current: inputs, nowNanoseconds: nowNanoseconds)
+        beginExchange(current: inputs, nowNanoseconds: nowNanoseconds)
         var busy = true
         while busy {
             busy = false
@@ -152,11 +162,13 @@ public final class TS200Driver: @unchecked Sendable {
         endExchange(into: &inputs)
     }
 
-    /// Plans the period's transactions, judged against `current` (the inputs as last exchanged), and starts one on
-    /// each connection. Thread: the control thread. Does not allocate; may connect (bounded by the connect timeout).
-    public func beginExchange(_ outputs: StationOutputs, current: StationInputs, nowNanoseconds: UInt64) {
+    /// Starts the period's reads, judged against `current` (the inputs as last exchanged): one on each free
+    /// connection; a connection still busy with the last dispatch takes its read once that reply is in.
+    /// Thread: the control thread. Does not allocate; may connect (bounded by the connect timeout).
+    public func beginExchange(current: StationInputs, nowNanoseconds: UInt64) {
         staged = current
-        failure = nil
+        failure = dispatchFailure
+        dispatchFailure = nil
         queued = 0
         nextToStart = 0
         anyConnected = false
@@ -166,29 +178,46 @@ public final class TS200Driver: @unchecked Sendable {
         }
         guard anyConnected else { return }
 
-        let inStep = current.link.state == .ok && periodsInStep > 0
-        if inStep {
-            planWrites(outputs, current: current)
-        } else {
-            // The station's coils and variant are unknown: read them, write nothing this period.
-            periodsInStep = 0
-            coilReadBackDue = true
-            variantReadBackDue = true
-        }
-        let writes = queued
         enqueue(.readSignals)
         enqueue(.readRegisters)
-        if inStep {
-            let phase = periodsInStep % Self.verifyEveryPeriods
-            if phase == 0 { coilReadBackDue = true }
-            if phase == Self.verifyEveryPeriods / 2 { variantReadBackDue = true }
+        if !(current.link.state == .ok && periodsInStep > 0) {
+            // The station's coils and variant are unknown: read them too.
+            periodsInStep = 0
+            enqueue(.readCoils)
+            enqueue(.readVariant)
         }
-        // A period that writes postpones its read-back: it keeps the period to one round trip per connection.
-        if writes == 0 || !inStep {
+        for index in clients.indices where inFlight[index] == nil { startNext(on: index) }
+    }
+
+    /// Sends, after the step, the writes that `outputs` asks for (judged against `current`, the inputs of this
+    /// period's exchange), or else a read-back that is due: at most one transaction on each connection, not awaited.
+    /// Their replies are completed by the next exchange. Nothing is sent while the station's state is unknown (after
+    /// a connect or a failure, until an exchange succeeded). Thread: the control thread. Does not allocate.
+    public func dispatch(_ outputs: StationOutputs, current: StationInputs, nowNanoseconds: UInt64) {
+        assert(!hasRequestInFlight, "\(name): dispatch with a request in flight")
+        failure = nil
+        queued = 0
+        nextToStart = 0
+        guard current.link.state == .ok && periodsInStep > 0 else { return }
+        planWrites(outputs, current: current)
+        let phase = periodsInStep % Self.verifyEveryPeriods
+        if phase == 0 { coilReadBackDue = true }
+        if phase == Self.verifyEveryPeriods / 2 { variantReadBackDue = true }
+        // A dispatch that writes postpones its read-back: a read-back beside a write could see the old value.
+        if queued == 0 {
             if coilReadBackDue { enqueue(.readCoils) }
             if variantReadBackDue { enqueue(.readVariant) }
         }
-        for index in clients.indices { startNext(on: index) }
+        for index in clients.indices {
+            startNext(on: index)
+            if failure != nil {
+                dispatchFailure = failure
+                failure = nil
+                break
+            }
+        }
+        // What found no connection is planned again by the next dispatch.
+        queued = nextToStart
     }
 
     /// Completes the transaction in flight on connection `connection` (its reply is there, or its deadline passed)
@@ -275,10 +304,11 @@ public final class TS200Driver: @unchecked Sendable {
         queued += 1
     }
 
-    /// Sends the next transaction of the period on connection `index`, if any is left and it is connected.
+    /// Sends the next transaction of the period on connection `index`, if any is left, it is connected and nothing
+    /// is in flight on it.
     private func startNext(on index: Int) {
         let client = clients[index]
-        guard client.isConnected, nextToStart < queued else { return }
+        guard client.isConnected, inFlight[index] == nil, nextToStart < queued else { return }
         let transaction = queue[nextToStart]
         nextToStart += 1
         do throws(ModbusError) {

@@ -5,13 +5,12 @@ import Synchronization
 public enum ControlPhase: Int, CaseIterable, Sendable {
     /// How late the thread woke after its absolute deadline.
     case wakeLatency
-    /// The exchange with every device at once (`CellExchange`): the previous step's outputs out, the inputs in.
-    /// (Named `read` in the metrics since before the writes joined the same exchange.)
+    /// The exchange with every device at once (`CellExchange`): the arms' setpoints of the previous step out, the
+    /// inputs in.
     case read
     /// Stepping the cell (PackML, motion, recipe).
     case step
-    /// After the step: publishing the snapshot. (Named `write` in the metrics: the devices were written here before
-    /// their writes joined the period's exchange.)
+    /// After the step: dispatching the station's writes (sent, not awaited) and publishing the snapshot.
     case write
     /// Wake-up to end of the period's work.
     case busy

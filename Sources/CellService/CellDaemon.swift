@@ -1,10 +1,13 @@
 import CRealtime
+import CellConfig
+import CellControl
 import CellCore
 import CellRuntime
 import Foundation
 import Ledger
 import Logging
 import Modbus
+import PackML
 
 /// Hands the ledger's writable state to the controller (set once the controller exists).
 final class WritableFlag: @unchecked Sendable {

@@ -1,4 +1,6 @@
+import CellControl
 import CellCore
+import PackML
 
 /// Largest number of arms a cell may have (fixed storage in snapshots).
 public let maximumArmCount = 4

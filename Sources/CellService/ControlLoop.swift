@@ -1,4 +1,6 @@
 import CRealtime
+import CellConfig
+import CellControl
 import CellCore
 import CellModbus
 import CellRuntime
@@ -54,10 +56,11 @@ public struct PeriodHooks: Sendable {
 }
 
 /// The control loop: the device drivers over libmodbus, the controller, and the periodic real-time thread that runs
-/// the cell's period (`CellPeriod`: exchange with every device at once, then step) and publishes a snapshot.
+/// the cell's period (`CellPeriod`: exchange with every device at once, step, dispatch) and publishes a snapshot.
 ///
 /// Each arm is exchanged with exactly one 0x17 transaction per period (writing the setpoints the previous step
-/// computed and reading the state for this one); the station's writes and reads go out in the same exchange. Other
+/// computed and reading the state for this one); the station is read in the same exchange, and its writes are
+/// dispatched after the step, their replies completed by the next exchange. Other
 /// threads see the cell through `snapshot()` (published every period through a try-lock: the control thread never
 /// waits) and talk to it through `submit(_:)`; finished lamps leave through `controller.lamps`.
 public final class ControlLoop: @unchecked Sendable {
@@ -150,7 +153,7 @@ public final class ControlLoop: @unchecked Sendable {
             wall: wall &+ phases.exchangeNanoseconds)
         let stage = staging
         _ = published.withLockIfAvailable { $0 = stage }
-        stats.record(.write, nanoseconds: lampcell_monotonic_ns() - publishStart)
+        stats.record(.write, nanoseconds: phases.dispatchNanoseconds &+ (lampcell_monotonic_ns() - publishStart))
 
         let stall = stallNanoseconds.exchange(0, ordering: .relaxed)
         if stall > 0 {

@@ -1,4 +1,5 @@
 import CellCore
+import CellRuntime
 import Foundation
 import Logging
 import Synchronization

@@ -1,3 +1,5 @@
+import CellCore
+
 /// Settings of the status and control API. Plain values; the limits are small, named and documented in
 /// docs/API.md. Any thread.
 public struct APIServerConfiguration: Sendable {
@@ -11,8 +13,8 @@ public struct APIServerConfiguration: Sendable {
     public var commandGroup: String
     /// The station's name in the cell definition (devices are named in status and metrics).
     public var stationName: String = "station"
-    /// Version reported in status and metrics.
-    public var version: String = APIServerConfiguration.defaultVersion
+    /// Version reported in status and metrics: the one the ledger records and `--version` prints.
+    public var version: String = LampCellVersion.current
 
     /// Largest request line plus header block, bytes (URL, every header name and value) → 431 beyond it.
     public var maximumHeaderBytes = 8 * 1024
@@ -49,8 +51,6 @@ public struct APIServerConfiguration: Sendable {
     /// Cycle-time statistics cover this many of the last lamps.
     public var cycleTimeWindow = 200
 
-    /// The version string when none is configured.
-    public static let defaultVersion = "0.1.0"
 
     public init(socketPath: String, commandGroup: String = "lampcell") {
         self.socketPath = socketPath

@@ -1,10 +1,13 @@
 import CRealtime
+import CellControl
 import CellCore
 import CellService
+import ControlAPIClient
 import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+import PackML
 import Synchronization
 
 /// An answer ready to be written.

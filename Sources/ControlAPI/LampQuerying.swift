@@ -1,4 +1,5 @@
 import CellCore
+import ControlAPIClient
 import Foundation
 
 /// What `GET /v1/lamps…` asks of the lamp ledger. The ledger (module `Ledger`, SQLite) implements it; the API only
@@ -52,21 +53,6 @@ public struct LampQuery: Sendable, Equatable {
     }
 }
 
-/// The ledger's head, shown in `GET /v1/status`.
-public struct LedgerHead: Codable, Sendable, Equatable {
-    /// Lamps recorded.
-    public var count: UInt64
-    /// Hash of the last record (hex), as the ledger chains them.
-    public var hash: String
-    /// Serial of the last record.
-    public var lastSerial: String?
-
-    public init(count: UInt64, hash: String, lastSerial: String?) {
-        self.count = count
-        self.hash = hash
-        self.lastSerial = lastSerial
-    }
-}
 
 /// One lamp as the API shows it (JSON). Any thread.
 public struct LampRow: Codable, Sendable, Equatable {

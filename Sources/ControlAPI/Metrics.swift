@@ -1,5 +1,7 @@
 import CellCore
+import ControlAPIClient
 import Foundation
+import PackML
 import Prometheus
 
 /// `GET /metrics`: the status document as Prometheus text format (swift-prometheus registry), updated at each

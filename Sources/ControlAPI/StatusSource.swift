@@ -2,6 +2,7 @@ import CRealtime
 import CellCore
 import CellRuntime
 import CellService
+import ControlAPIClient
 import Foundation
 
 /// The status document shared by every client: rebuilt from the daemon's latest snapshot at most every

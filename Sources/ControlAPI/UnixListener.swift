@@ -1,3 +1,4 @@
+import ControlAPIClient
 import Foundation
 import Glibc
 
@@ -16,8 +17,6 @@ public struct APIStartError: Error, CustomStringConvertible {
 final class UnixListener: @unchecked Sendable {
     /// Pending connections the kernel queues before accept.
     static let backlog: Int32 = 128
-    /// Longest socket path (sun_path, with its terminating zero).
-    static let maximumPathBytes = 107
 
     let path: String
     private let descriptor: Int32
@@ -48,8 +47,8 @@ final class UnixListener: @unchecked Sendable {
     init(path: String) throws {
         self.path = path
         adopted = false
-        guard path.utf8.count <= Self.maximumPathBytes else {
-            throw APIStartError("API socket \(path): the path is \(path.utf8.count) bytes; at most \(Self.maximumPathBytes) fit")
+        guard path.utf8.count <= UnixSocketAddress.maximumPathBytes else {
+            throw APIStartError("API socket \(path): the path is \(path.utf8.count) bytes; at most \(UnixSocketAddress.maximumPathBytes) fit")
         }
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty {
@@ -89,7 +88,7 @@ final class UnixListener: @unchecked Sendable {
     /// Binds, removing a stale socket file (nobody accepts on it) once.
     private static func bind(_ fd: Int32, path: String) throws {
         for attempt in 0..<2 {
-            let result = withSocketAddress(path) { address, length in Glibc.bind(fd, address, length) }
+            let result = UnixSocketAddress.with(path) { address, length in Glibc.bind(fd, address, length) }
             if result == 0 { return }
             let bindError = errno
             guard bindError == EADDRINUSE, attempt == 0 else {
@@ -113,23 +112,7 @@ final class UnixListener: @unchecked Sendable {
         let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard probe >= 0 else { return false }
         defer { Glibc.close(probe) }
-        return withSocketAddress(path) { address, length in connect(probe, address, length) } == 0
-    }
-
-    /// Calls `body` with a `sockaddr_un` for `path`.
-    static func withSocketAddress<T>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8.prefix(maximumPathBytes))
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        return withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                body($0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
+        return UnixSocketAddress.with(path) { address, length in connect(probe, address, length) } == 0
     }
 
     /// Starts the accept thread; `accepted` runs on it for each connection with the peer's credentials (nil

@@ -145,3 +145,15 @@ public enum MotionError: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 }
+
+extension MotionLimits {
+    /// The same limits with velocities scaled by `fraction` (0 < fraction ≤ 1); `self` when that is invalid.
+    /// Does not allocate.
+    public func scaled(velocity fraction: Double) -> MotionLimits {
+        guard fraction < 1 else { return self }
+        return (try? MotionLimits(
+            jointCount: jointCount, maxVelocitiesRadiansPerSecond: maxVelocitiesRadiansPerSecond * fraction,
+            maxAccelerationsRadiansPerSecondSquared: maxAccelerationsRadiansPerSecondSquared,
+            maxJerksRadiansPerSecondCubed: maxJerksRadiansPerSecondCubed)) ?? self
+    }
+}

@@ -69,6 +69,34 @@ struct CyclictestResult {
         return (beyond ? ">" : "") + String(format: "%.0f", value)
     }
 
+    /// Wake-ups at least `microseconds` late (those beyond the histogram included).
+    func count(atLeastMicroseconds microseconds: Int) -> UInt64 {
+        buckets.reduce(overflows) { $0 + ($1.microseconds >= microseconds ? $1.count : 0) }
+    }
+
+    /// Starts cyclictest (one thread, SCHED_FIFO `fifoPriority`, memory locked) at `periodMicroseconds` for
+    /// `windowSeconds`, beside a loop under test; nil when cyclictest is not installed (`make bench-deps`).
+    static func start(
+        fifoPriority: Int32, periodMicroseconds: Int, windowSeconds: Double, errorLog: String
+    ) -> ChildProcess? {
+        guard let path = Subprocess.which("cyclictest") else { return nil }
+        return try? ChildProcess(
+            path,
+            [
+                "-q", "-m", "--laptop", "-t1", "-p\(fifoPriority)", "-i\(periodMicroseconds)",
+                "-D\(Int(windowSeconds.rounded(.up)))", "-h\(ControlTimingBenchmark.cyclictestHistogramMicroseconds)",
+            ], errorLog: errorLog)
+    }
+
+    /// Waits for a cyclictest from `start` to end its duration (at most 30 s more), and parses its histogram.
+    static func finish(_ cyclictest: ChildProcess) -> CyclictestResult {
+        let deadline = nowSeconds() + 30
+        while cyclictest.process.isRunning && nowSeconds() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        cyclictest.stop(graceSeconds: 5)
+        return parse(
+            cyclictest.output.joined(separator: "\n"), limit: ControlTimingBenchmark.cyclictestHistogramMicroseconds)
+    }
+
     /// Parses `cyclictest -q -h N` output (one thread).
     static func parse(_ output: String, limit: Int) -> CyclictestResult {
         var result = CyclictestResult(histogramLimitMicroseconds: limit)
@@ -130,15 +158,9 @@ enum ControlTimingBenchmark {
             }
 
             // cyclictest beside the loop, same period and priority, for the same window.
-            var cyclictest: ChildProcess?
-            if let path = Subprocess.which("cyclictest") {
-                cyclictest = try? ChildProcess(
-                    path,
-                    [
-                        "-q", "-m", "--laptop", "-t1", "-p\(fifoPriority)", "-i\(periodMicroseconds)",
-                        "-D\(Int(windowSeconds.rounded(.up)))", "-h\(cyclictestHistogramMicroseconds)",
-                    ], errorLog: scratch + "/cyclictest-\(periodMicroseconds).err")
-            }
+            let cyclictest = CyclictestResult.start(
+                fifoPriority: fifoPriority, periodMicroseconds: periodMicroseconds, windowSeconds: windowSeconds,
+                errorLog: scratch + "/cyclictest-\(periodMicroseconds).err")
             let loop = daemon.loop
             loop.thread.statistics.reset()
             let overrunsBefore = loop.thread.overruns
@@ -156,14 +178,7 @@ enum ControlTimingBenchmark {
             let lamps = snapshot.lampsFinished - lampsBefore
             let dropped = loop.thread.statistics.dropped
             // Let cyclictest finish its duration (it started a moment after the window).
-            var reference: CyclictestResult?
-            if let cyclictest {
-                let deadline = nowSeconds() + 30
-                while cyclictest.process.isRunning && nowSeconds() < deadline { Thread.sleep(forTimeInterval: 0.1) }
-                cyclictest.stop(graceSeconds: 5)
-                reference = CyclictestResult.parse(
-                    cyclictest.output.joined(separator: "\n"), limit: cyclictestHistogramMicroseconds)
-            }
+            let reference = cyclictest.map(CyclictestResult.finish)
 
             let policy = loop.thread.realtimeReport?.fifoPriority == fifoPriority
                 ? "SCHED_FIFO \(fifoPriority)" : "SCHED_OTHER (FIFO refused)"

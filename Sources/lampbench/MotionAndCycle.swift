@@ -1,4 +1,6 @@
 import CRealtime
+import CellConfig
+import CellControl
 import CellCore
 import CellSimulator
 import Foundation

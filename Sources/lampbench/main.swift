@@ -1,3 +1,4 @@
+import CellConfig
 import CellCore
 import Foundation
 import Glibc

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CRealtime
+import CellConfig
 import CellCore
 import CellService
 import CellSimulator
@@ -23,7 +24,8 @@ struct LampCellDaemon: ParsableCommand {
             control loop's period and priority. With --simulate it serves the simulated cell on loopback ports in this
             process and drives it over real Modbus TCP. SIGTERM/SIGINT: controlled stop of the arms, then exit 0.
             Exit 78 (EX_CONFIG) when the configuration is invalid; nothing is started then.
-            """)
+            """,
+        version: LampCellVersion.current)
 
     /// Exit status for an invalid configuration (sysexits.h EX_CONFIG).
     static let configurationErrorExitCode: Int32 = 78
@@ -56,7 +58,7 @@ struct LampCellDaemon: ParsableCommand {
     @Option(help: "With --auto-start: lamps in the order; the daemon stops and exits once this many lamps left the cell.")
     var lamps: UInt32?
 
-    @Option(help: "Override the configuration's state directory (ledger, serials).")
+    @Option(help: "Override the configuration's state directory (serials; the ledger too, unless configured outside it).")
     var stateDirectory: String?
 
     @Option(help: "Override the control period, µs.")
@@ -97,7 +99,7 @@ struct LampCellDaemon: ParsableCommand {
         }
         do {
             configuration = try DaemonConfiguration.load(from: config)
-            if let stateDirectory { configuration.stateDirectory = stateDirectory; configuration.ledgerPath = stateDirectory + "/ledger.sqlite" }
+            if let stateDirectory { configuration.moveStateDirectory(to: stateDirectory) }
             if let periodMicroseconds {
                 guard DaemonConfiguration.periodMicrosecondsRange.contains(periodMicroseconds) else {
                     fail("--period-microseconds \(periodMicroseconds): outside 500..20000")

@@ -1,5 +1,6 @@
 import CellCore
 import ControlAPI
+import ControlAPIClient
 import Foundation
 import Ledger
 

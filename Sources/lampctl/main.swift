@@ -1,5 +1,6 @@
 import ArgumentParser
-import ControlAPI
+import CellCore
+import ControlAPIClient
 import Foundation
 
 #if canImport(Glibc)
@@ -16,6 +17,7 @@ struct LampCtl: ParsableCommand {
             the daemon's command group (lampcell by default). Exit codes: 0 done, 1 refused by the cell (409) or \
             a bad request, 69 the daemon is not running, 77 not allowed (403), 70 anything else.
             """,
+        version: LampCellVersion.current,
         subcommands: [
             Status.self, Watch.self, Reset.self, Start.self, Stop.self, Hold.self, Unhold.self, Suspend.self,
             Unsuspend.self, Abort.self, Clear.self, Order.self, CancelOrder.self, LedgerCommand.self,

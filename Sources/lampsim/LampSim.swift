@@ -1,6 +1,7 @@
 import ArgumentParser
 import CRealtime
 import CellCampaign
+import CellConfig
 import CellCore
 import CellSimulator
 import Foundation
@@ -11,6 +12,7 @@ struct LampSim: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lampsim",
         abstract: "The simulated LampCell headlamp cell (RA-610 arms, TS-200 station) over Modbus TCP.",
+        version: LampCellVersion.current,
         subcommands: [Serve.self, Shift.self, CampaignCommand.self],
         defaultSubcommand: Serve.self)
 }

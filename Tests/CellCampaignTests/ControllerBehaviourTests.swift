@@ -1,5 +1,6 @@
 import CellCore
 import CellSimulator
+import PackML
 import Testing
 
 @testable import CellCampaign
@@ -288,6 +289,32 @@ struct ControllerBehaviourTests {
         // The open guard breaks the safety chain: the arms latch ESTOP, and nothing else.
         #expect(driver.armFaults.allSatisfy { $0.code == ArmFaultCode.estop }, "\(driver.armFaults)")
         #expect(driver.setpointJumps.isEmpty, "\(driver.setpointJumps.prefix(3))")
+    }
+
+    @Test("an e-stop abort, released and cleared, then the guard opened in Stopped: the stop reason and Clear's refusal name the guard")
+    func secondAbortNamesTheGuard() throws {
+        let driver = try CellDriver(seed: 16)
+        try driver.produce(lamps: 2)
+        try driver.run(until: "Execute", withinSeconds: 40) { $0.state == .execute }
+        driver.models.world.pressEstop()
+        try driver.run(until: "Aborted after the e-stop", withinSeconds: 1) { $0.state == .aborted }
+        #expect(driver.controller.unit.machine.stopReason?.cause.code == .emergencyStop)
+        #expect(driver.controller.unit.machine.stopReason?.state == .execute)
+        driver.models.world.releaseEstop()
+        driver.run(seconds: 1)
+        #expect(try driver.command(.clear) == nil, "Clear refused with the e-stop released")
+        try driver.run(until: "Stopped after Clear", withinSeconds: 10) { $0.state == .stopped }
+        // The operator is told what stopped the cell last: still the e-stop.
+        #expect(driver.controller.unit.machine.stopReason?.cause.code == .emergencyStop)
+
+        driver.models.world.openGuard()
+        try driver.run(until: "Aborted after the guard opened in Stopped", withinSeconds: 1) { $0.state == .aborted }
+        let reason = try #require(driver.controller.unit.machine.stopReason)
+        #expect(reason.cause.code == .safetyInterlock && "\(reason.cause.message)".contains("guard"), "\(reason)")
+        #expect(reason.state == .stopped, "\(reason)")
+        let refusal = try #require(try driver.command(.clear), "Clear was accepted with the guard door open")
+        #expect(refusal.contains("guard"), "\(refusal)")
+        #expect(!refusal.contains("emergency"), "\(refusal)")
     }
 
     @Test("Reset after an abort purges the cell: the lamp in the fixture is recorded scrapped and goes to the reject bin, the arms go home")

@@ -1,5 +1,8 @@
+import CellConfig
+import CellControl
 import CellCore
 import CellSimulator
+import PackML
 import Testing
 
 @testable import CellCampaign

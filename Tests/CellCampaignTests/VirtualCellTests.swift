@@ -1,3 +1,4 @@
+import CellConfig
 import CellCore
 import CellModbus
 import CellSimulator

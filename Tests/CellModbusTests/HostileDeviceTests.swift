@@ -6,6 +6,7 @@
 // Seeded: LAMPCELL_FUZZ_SEED replays a run; LAMPCELL_FUZZ_ITERATIONS sets the driver exchanges per test.
 
 import CRealtime
+import CellConfig
 import CellCore
 import CellModbus
 import CellService

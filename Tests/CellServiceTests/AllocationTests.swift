@@ -1,8 +1,10 @@
 import CAllocationCounter
 import CRealtime
+import CellControl
 import CellCore
 import CellService
 import Foundation
+import PackML
 import Synchronization
 import Testing
 

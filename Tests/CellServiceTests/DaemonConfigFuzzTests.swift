@@ -5,6 +5,7 @@
 //
 // Seeded: LAMPCELL_FUZZ_SEED replays a run, LAMPCELL_FUZZ_ITERATIONS sets the number of mutants.
 
+import CellConfig
 import CellCore
 import Foundation
 import LampCellTestSupport

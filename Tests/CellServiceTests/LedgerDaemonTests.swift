@@ -1,4 +1,5 @@
 import CRealtime
+import CellConfig
 import CellCore
 import CellService
 import CellSimulator

@@ -1,5 +1,6 @@
 import CellCore
 import CellService
+import PackML
 import Synchronization
 
 /// One period as the controller left it: enough to check per-period rules after a run.

@@ -1,4 +1,5 @@
 import ControlAPI
+import ControlAPIClient
 import Foundation
 import LampCellTestSupport
 import Testing

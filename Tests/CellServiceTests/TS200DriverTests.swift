@@ -1,4 +1,5 @@
 import CRealtime
+import CellConfig
 import CellCore
 import CellModbus
 import CellSimulator
@@ -8,9 +9,9 @@ import Modbus
 import Testing
 
 /// The TS-200 driver's schedule against the simulated station over Modbus TCP on loopback: two reads per period in
-/// steady state (discrete inputs, input registers), the coils and the variant known from the driver's own
-/// acknowledged writes and read back on their turn, so that a change made by someone else is still seen; over two
-/// connections, the period's transactions run side by side.
+/// steady state (discrete inputs, input registers), the writes dispatched after the step without waiting, the coils
+/// and the variant known from the driver's own acknowledged writes and read back on their turn, so that a change
+/// made by someone else is still seen; over two connections, the period's transactions run side by side.
 @Suite("TS-200 driver read schedule")
 struct TS200DriverTests {
     /// The simulated cell served on loopback, and a driver connected to its station.
@@ -62,7 +63,7 @@ struct TS200DriverTests {
         #expect(served.reduce(0, +) == UInt64(2 * periods + 4), "requests per period: \(served)")
     }
 
-    @Test("an acknowledged write is seen at once, without waiting for a read-back")
+    @Test("an acknowledged write is seen at once, without waiting for a read-back; one write per connection per period")
     func writesAreKnownAtOnce() throws {
         let rig = try Rig()
         var inputs = StationInputs()
@@ -71,14 +72,46 @@ struct TS200DriverTests {
         outputs.coils.insert(.lampAmber)
         let otherVariant: UInt16 = inputs.variant == 1 ? 2 : 1
         outputs.variant = otherVariant
-        // The coil write + the variant write + the reads (2); the next period writes nothing again.
-        #expect(rig.period(&inputs, outputs) == 4)
+        // One connection: the coil write + the reads (2); the variant waits for the next period's dispatch.
+        #expect(rig.period(&inputs, outputs) == 3)
         #expect(inputs.coils.contains(.lampAmber))
-        #expect(inputs.variant == otherVariant)
+        #expect(inputs.variant != otherVariant)
         #expect(rig.server.cell.withModels { $0.station.coil(.lampAmber) })
+        #expect(rig.period(&inputs, outputs) == 3)
+        #expect(inputs.variant == otherVariant)
+        // Nothing left to write: the reads, and a read-back when one is due.
         let next = rig.period(&inputs, outputs)
         #expect(next == 2 || next == 3)
         #expect(inputs.coils.contains(.lampAmber))
+    }
+
+    @Test("the dispatch sends without waiting; the next exchange completes it before its own reads")
+    func dispatchIsNotAwaited() throws {
+        let rig = try Rig(connections: 2)
+        var inputs = StationInputs()
+        _ = rig.period(&inputs, StationOutputs())  // connects, reads everything
+        _ = rig.period(&inputs, StationOutputs())  // in step from here
+        let delay: UInt64 = 20_000_000
+        rig.stationServer.replyDelayNanoseconds = delay
+        var outputs = StationOutputs()
+        outputs.coils.insert(.lampRed)
+        outputs.coils.insert(.fixtureClamp)
+        let start = lampcell_monotonic_ns()
+        rig.driver.dispatch(outputs, current: inputs, nowNanoseconds: start)
+        #expect(lampcell_monotonic_ns() - start < delay / 2, "the dispatch waited for a reply")
+        let inFlight = rig.driver.clients.filter { $0.hasPendingRequest }.count
+        #expect(inFlight == 2, "two writes, one on each connection")
+        // The next exchange: the two writes' replies, then the two reads, one on each connection.
+        rig.driver.beginExchange(current: inputs, nowNanoseconds: lampcell_monotonic_ns())
+        while rig.driver.clients.contains(where: \.hasPendingRequest) {
+            for index in rig.driver.clients.indices where rig.driver.clients[index].hasPendingRequest {
+                rig.driver.continueExchange(connection: index)
+            }
+        }
+        rig.driver.endExchange(into: &inputs)
+        #expect(inputs.link.state == .ok)
+        #expect(inputs.coils.contains(.lampRed) && inputs.coils.contains(.fixtureClamp))
+        #expect(rig.server.cell.withModels { $0.station.coil(.lampRed) && $0.station.coil(.fixtureClamp) })
     }
 
     @Test("a coil changed by another client is seen within verifyEveryPeriods periods, and then written back")

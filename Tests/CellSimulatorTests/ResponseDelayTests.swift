@@ -3,6 +3,7 @@
 // delays as a client over real sockets sees them.
 
 import CRealtime
+import CellConfig
 import CellCore
 import CellSimulator
 import Dispatch

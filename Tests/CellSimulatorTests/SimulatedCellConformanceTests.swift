@@ -6,6 +6,7 @@
 // a served cell, small register helpers and a real-time arm streamer.
 
 import CRealtime
+import CellConfig
 import CellCore
 import CellSimulator
 import Foundation

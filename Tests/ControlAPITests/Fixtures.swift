@@ -1,8 +1,10 @@
 import CRealtime
+import CellConfig
 import CellCore
 import CellService
 import CellSimulator
 import ControlAPI
+import ControlAPIClient
 import Foundation
 import Glibc
 import LampCellTestSupport

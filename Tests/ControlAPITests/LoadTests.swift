@@ -2,6 +2,7 @@ import CRealtime
 import CellCore
 import CellRuntime
 import ControlAPI
+import ControlAPIClient
 import Foundation
 import Glibc
 import Synchronization

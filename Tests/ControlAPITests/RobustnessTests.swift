@@ -1,6 +1,7 @@
 import CRealtime
 import CellCore
 import ControlAPI
+import ControlAPIClient
 import Foundation
 import Glibc
 import LampCellTestSupport

@@ -1,4 +1,6 @@
+import CellCore
 import Motion
+import PackML
 
 extension CellController {
     // MARK: - Lanes

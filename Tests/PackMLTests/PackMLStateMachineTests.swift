@@ -1,6 +1,6 @@
 import Testing
 
-@testable import CellCore
+@testable import PackML
 
 /// The transition table of /work/shared/reference/PACKML.md, written out independently of the implementation:
 /// command → (states that accept it, state it leads to).
@@ -35,9 +35,16 @@ private let ledgerDown = StopCause(code: .ledgerUnavailable, message: "ledger ca
 /// Drives a Production-mode machine from Stopped into `target` through accepted transitions only.
 private func machine(in target: PackMLState, mode: UnitMode = .production) -> PackMLStateMachine {
     var m = PackMLStateMachine(state: .stopped, mode: mode, nowNanoseconds: t0)
+    drive(&m, to: target)
+    return m
+}
+
+/// Drives `m`, which is in Stopped, into `target` through accepted transitions only.
+private func drive(_ m: inout PackMLStateMachine, to target: PackMLState) {
+    #expect(m.state == .stopped, "drive starts in Stopped")
     func ok(_ r: Result<PackMLState, PackMLRefusal>) { if case .failure(let f) = r { Issue.record("\(f)") } }
     switch target {
-    case .undefined: return PackMLStateMachine(state: .undefined, nowNanoseconds: t0)
+    case .undefined: m = PackMLStateMachine(state: .undefined, nowNanoseconds: t0)
     case .stopped: break
     case .clearing, .aborting, .aborted:
         ok(m.command(.abort))
@@ -67,7 +74,6 @@ private func machine(in target: PackMLState, mode: UnitMode = .production) -> Pa
         }
     }
     #expect(m.state == target)
-    return m
 }
 
 @Suite("PackML states and commands")
@@ -160,7 +166,6 @@ struct PackMLTransitionTests {
     func internalAbort(state: PackMLState) {
         var m = machine(in: state)
         m.advance(toNanoseconds: t0 + 5_000)
-        let hadReason = m.stopReason
         let result = m.abort(reason: eStop)
         if state == .aborting || state == .aborted {
             #expect(result.refusalReason == .notAcceptedInState)
@@ -168,13 +173,8 @@ struct PackMLTransitionTests {
         } else {
             #expect(result == .success(.aborting))
             #expect(m.stateComplete() == .success(.aborted))
-            if hadReason == nil {
-                #expect(
-                    m.stopReason
-                        == StopReason(cause: eStop, action: .abort, timeNanoseconds: t0 + 5_000, state: state))
-            } else {
-                #expect(m.stopReason == hadReason, "the first cause is kept")
-            }
+            // The abort's own cause, even where an earlier stop or hold had recorded one: the latest stop wins.
+            #expect(m.stopReason == StopReason(cause: eStop, action: .abort, timeNanoseconds: t0 + 5_000, state: state))
         }
     }
 
@@ -232,22 +232,82 @@ struct PackMLCauseTests {
         #expect(m.stopReason?.timeNanoseconds == t0 + 10)
     }
 
-    @Test("stop reason is the first cause and is kept until the next Reset")
-    func stopReasonFirstCauseUntilReset() {
+    @Test("stop reason: the latest stop or abort wins, is kept through Clear, and Reset forgets it")
+    func stopReasonLatestCauseUntilReset() {
         var m = machine(in: .execute)
         m.advance(toNanoseconds: t0 + 100)
         #expect(m.command(.stop) == .success(.stopping))
+        #expect(m.stopReason == StopReason(cause: .operatorStop, action: .stop, timeNanoseconds: t0 + 100, state: .execute))
         m.advance(toNanoseconds: t0 + 200)
         #expect(m.abort(reason: eStop) == .success(.aborting), "a later abort")
-        let first = StopReason(cause: .operatorStop, action: .stop, timeNanoseconds: t0 + 100, state: .execute)
-        #expect(m.stopReason == first)
+        let latest = StopReason(cause: eStop, action: .abort, timeNanoseconds: t0 + 200, state: .stopping)
+        #expect(m.stopReason == latest)
         _ = m.stateComplete()
         _ = m.command(.clear, causeGone: true)
         _ = m.stateComplete()
         #expect(m.state == .stopped)
-        #expect(m.stopReason == first)
+        #expect(m.stopReason == latest, "kept after Clear: the cause of the latest stop")
         #expect(m.command(.reset) == .success(.resetting))
         #expect(m.stopReason == nil)
+    }
+
+    /// The states from which a second abort is tried (issue: "a second abort keeps the first one's cause").
+    static let abortFromStates: [PackMLState] = [.execute, .held, .suspended, .idle, .stopped, .complete]
+
+    @Test(
+        "a second abort names its own cause, from every state, with and without a Reset between the two",
+        arguments: abortFromStates, [false, true])
+    func secondAbortNamesItsCause(from state: PackMLState, resetBetween: Bool) {
+        let guardOpen = StopCause(code: .safetyInterlock, message: "guard door open", deviceIndex: 3)
+        var m = machine(in: state)
+        m.advance(toNanoseconds: t0 + 1_000)
+        #expect(m.abort(reason: eStop) == .success(.aborting))
+        #expect(m.stopReason == StopReason(cause: eStop, action: .abort, timeNanoseconds: t0 + 1_000, state: state))
+        _ = m.stateComplete()
+        // The e-stop is released, the guard is opened: Clear is refused, naming the guard, not the e-stop.
+        let refused = m.command(.clear, causeGone: false, presentCause: guardOpen)
+        #expect(refused.refusalReason == .causeStillPresent)
+        #expect(refused.refusal?.stopReason?.cause == guardOpen)
+        #expect(refused.refusal?.description.contains("guard door open") == true, "\(refused)")
+        #expect(refused.refusal?.description.contains("E-stop") == false, "\(refused)")
+        // The guard is closed again: Clear, Stopped; the e-stop is still the latest stop's cause.
+        #expect(m.command(.clear, causeGone: true) == .success(.clearing))
+        _ = m.stateComplete()
+        #expect(m.state == .stopped && m.stopReason?.cause == eStop)
+
+        var secondFrom = PackMLState.stopped
+        if resetBetween {
+            #expect(m.command(.reset) == .success(.resetting))
+            #expect(m.stopReason == nil)
+            _ = m.stateComplete()
+            _ = m.command(.stop)
+            _ = m.stateComplete()
+            drive(&m, to: state)
+            secondFrom = state
+        }
+        m.advance(toNanoseconds: t0 + 5_000)
+        #expect(m.abort(reason: guardOpen) == .success(.aborting))
+        #expect(
+            m.stopReason == StopReason(cause: guardOpen, action: .abort, timeNanoseconds: t0 + 5_000, state: secondFrom),
+            "\(String(describing: m.stopReason))")
+        _ = m.stateComplete()
+        #expect(m.state == .aborted && m.stopReason?.cause == guardOpen)
+    }
+
+    @Test("a stop after an abort, Clear and Reset names the operator's stop", arguments: abortFromStates)
+    func stopAfterAbortNamesTheStop(from state: PackMLState) {
+        guard state != .stopped else { return }  // Stop is not accepted in Stopped
+        var m = machine(in: .execute)
+        #expect(m.abort(reason: ledgerDown) == .success(.aborting))
+        _ = m.stateComplete()
+        _ = m.command(.clear, causeGone: true)
+        _ = m.stateComplete()
+        drive(&m, to: state)
+        m.advance(toNanoseconds: t0 + 7_000)
+        #expect(m.command(.stop) == .success(.stopping))
+        #expect(m.stopReason == StopReason(cause: .operatorStop, action: .stop, timeNanoseconds: t0 + 7_000, state: state))
+        _ = m.stateComplete()
+        #expect(m.state == .stopped && m.stopReason?.cause == .operatorStop)
     }
 
     @Test("internal hold: Execute → Holding → Held; Unhold → Execute; a hold that resumed is no stop reason")
@@ -262,12 +322,13 @@ struct PackMLCauseTests {
         #expect(m.stateComplete() == .success(.execute))
         #expect(m.stopReason == nil)
 
-        // A hold followed by a stop: the hold stays the first cause.
+        // A hold followed by a stop: the operator's stop is the latest cause.
         #expect(m.hold(reason: ledgerDown) == .success(.holding))
         _ = m.stateComplete()
         #expect(m.command(.stop) == .success(.stopping))
         _ = m.stateComplete()
-        #expect(m.stopReason?.cause == ledgerDown)
+        #expect(m.stopReason?.cause == .operatorStop)
+        #expect(m.stopReason?.state == .held)
     }
 
     @Test("automatic suspend on starved/blocked and unsuspend when material is back")

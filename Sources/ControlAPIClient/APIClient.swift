@@ -136,7 +136,7 @@ public struct APIClient: Sendable {
         var timeout = timeval(tv_sec: timeoutMilliseconds / 1000, tv_usec: (timeoutMilliseconds % 1000) * 1000)
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        let result = UnixListener.withSocketAddress(socketPath) { address, length in Glibc.connect(descriptor, address, length) }
+        let result = UnixSocketAddress.with(socketPath) { address, length in Glibc.connect(descriptor, address, length) }
         if result != 0 {
             let failure = errno
             Glibc.close(descriptor)

@@ -123,13 +123,14 @@ public struct PackMLStateMachine: Sendable, Equatable {
     // MARK: - Commands
 
     /// Applies a PackML control command. `causeGone` is used only by Clear: the caller's judgement that the
-    /// abort cause is gone (e-stop released, device back); Clear is refused while it is false.
-    /// Stop/Hold/Abort record `StopCause.operatorStop`/`.operatorHold`/`.operatorAbort` as the stop reason if
-    /// none is recorded. Returns the new state or a refusal (state unchanged). Control thread; no allocation.
+    /// abort cause is gone (e-stop released, device back); Clear is refused while it is false, and the refusal
+    /// names `presentCause` (the cause there now) when the caller knows it, else the recorded stop reason.
+    /// Stop/Hold/Abort record `StopCause.operatorStop`/`.operatorHold`/`.operatorAbort` as the stop reason (the
+    /// latest stop wins). Returns the new state or a refusal (state unchanged). Control thread; no allocation.
     @discardableResult
-    public mutating func command(_ command: PackMLCommand, causeGone: Bool = false)
-        -> Result<PackMLState, PackMLRefusal>
-    {
+    public mutating func command(
+        _ command: PackMLCommand, causeGone: Bool = false, presentCause: StopCause? = nil
+    ) -> Result<PackMLState, PackMLRefusal> {
         let request = PackMLRequest.command(command)
         if (command == .suspend || command == .unsuspend) && mode != .production {
             return .failure(refusal(.notUsedInMode, request))
@@ -139,7 +140,16 @@ public struct PackMLStateMachine: Sendable, Equatable {
         }
         switch command {
         case .clear:
-            guard causeGone else { return .failure(refusal(.causeStillPresent, request)) }
+            guard causeGone else {
+                var refused = refusal(.causeStillPresent, request)
+                if let presentCause {
+                    refused = PackMLRefusal(
+                        reason: .causeStillPresent, request: request, state: state, mode: mode,
+                        stopReason: StopReason(
+                            cause: presentCause, action: .abort, timeNanoseconds: times.nowNanoseconds, state: state))
+                }
+                return .failure(refused)
+            }
         case .reset:
             stopReason = nil
             suspendCause = nil
@@ -178,7 +188,7 @@ public struct PackMLStateMachine: Sendable, Equatable {
     // MARK: - Internal triggers
 
     /// Internal abort (e-stop, device fault, lost device): any state but Aborting/Aborted → Aborting.
-    /// Records `reason` as the stop reason if none is recorded. Control thread; no allocation.
+    /// Records `reason` as the stop reason (the latest stop wins). Control thread; no allocation.
     @discardableResult
     public mutating func abort(reason: StopCause) -> Result<PackMLState, PackMLRefusal> {
         guard let next = Self.target(of: .abort, from: state) else {
@@ -189,7 +199,7 @@ public struct PackMLStateMachine: Sendable, Equatable {
     }
 
     /// Internal hold (an internal cause such as the ledger being unable to write): Execute → Holding.
-    /// Records `reason` as the stop reason if none is recorded. Control thread; no allocation.
+    /// Records `reason` as the stop reason (the latest stop wins). Control thread; no allocation.
     @discardableResult
     public mutating func hold(reason: StopCause) -> Result<PackMLState, PackMLRefusal> {
         guard state == .execute else { return .failure(refusal(.notAcceptedInState, .holdTrigger)) }
@@ -274,8 +284,10 @@ public struct PackMLStateMachine: Sendable, Equatable {
         PackMLRefusal(reason: reason, request: request, state: state, mode: mode, stopReason: stopReason)
     }
 
+    /// Records the cause of a stop, hold or abort that is being accepted. The latest one wins, whatever the path
+    /// through the state model: an operator must be told what stopped the cell last, not what stopped it first
+    /// (an e-stop cleared, then the guard opened in Stopped, is a guard abort). Reset forgets it.
     private mutating func record(_ cause: StopCause, _ action: StopAction) {
-        guard stopReason == nil else { return }
         stopReason = StopReason(cause: cause, action: action, timeNanoseconds: times.nowNanoseconds, state: state)
     }
 

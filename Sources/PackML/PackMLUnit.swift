@@ -73,9 +73,9 @@ public struct PackMLUnit: Sendable, Equatable {
     /// A PackML control command (see `PackMLStateMachine.command`); Start in Production needs an active order.
     /// Control thread; no allocation.
     @discardableResult
-    public mutating func command(_ command: PackMLCommand, causeGone: Bool = false)
-        -> Result<PackMLState, PackMLRefusal>
-    {
+    public mutating func command(
+        _ command: PackMLCommand, causeGone: Bool = false, presentCause: StopCause? = nil
+    ) -> Result<PackMLState, PackMLRefusal> {
         if command == .start && machine.mode == .production && !orderActive
             && PackMLStateMachine.target(of: .start, from: machine.state) != nil
         {
@@ -84,7 +84,7 @@ public struct PackMLUnit: Sendable, Equatable {
                     reason: .noProductionOrder, request: .command(.start), state: machine.state,
                     mode: machine.mode, stopReason: machine.stopReason))
         }
-        return machine.command(command, causeGone: causeGone)
+        return machine.command(command, causeGone: causeGone, presentCause: presentCause)
     }
 
     /// State complete (SC) of the current acting state; reaching Complete ends the active order.

@@ -2,6 +2,7 @@
 //
 // TOMLKit parses; everything after that works on `ConfigValue`, so every check can name the file and the field.
 
+import CellCore
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,6 +1,8 @@
 // Loading and validating the daemon's own configuration (`/etc/lampcelld/lampcelld.toml`; format in
 // docs/CONFIGURATION.md and the commented default in Systemd/lampcelld.toml).
 
+import CellCore
+
 /// The daemon's configuration: which cell and recipes, where state and sockets live, the control loop's timing.
 /// Relative paths are resolved against the directory of the configuration file.
 public struct DaemonConfiguration: Sendable, Equatable {
@@ -44,6 +46,17 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var stationConnections: Int = DaemonConfiguration.defaultStationConnections
 
     /// Loads and validates `path`. Any thread (start-up); throws the first problem with file and key.
+    /// Moves the persistent state to `directory`, as if the file's `state_directory` said so (`lampcelld
+    /// --state-directory`): a ledger inside the old state directory (the default, or any relative `ledger`) moves
+    /// with it; a ledger configured elsewhere stays where it is. Thread: any.
+    public mutating func moveStateDirectory(to directory: String) {
+        let inside = stateDirectory.hasSuffix("/") ? stateDirectory : stateDirectory + "/"
+        if ledgerPath.hasPrefix(inside) {
+            ledgerPath = (directory.hasSuffix("/") ? directory : directory + "/") + ledgerPath.dropFirst(inside.count)
+        }
+        stateDirectory = directory
+    }
+
     public static func load(from path: String) throws(ConfigError) -> DaemonConfiguration {
         let root = try loadConfigTable(path: path)
         try root.rejectUnknownKeys(allowed: [

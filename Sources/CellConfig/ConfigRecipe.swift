@@ -1,5 +1,7 @@
 // Loading and validating `Hardware/recipes/*.toml` against a cell definition (format: Hardware/README.md).
 
+import CellCore
+
 /// Validation limits and vocabulary of recipes.
 enum RecipeConfigLimits {
     /// Step kinds allowed in an arm's lane.

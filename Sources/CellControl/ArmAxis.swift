@@ -1,16 +1,5 @@
+import CellCore
 import Motion
-
-extension MotionLimits {
-    /// The same limits with velocities scaled by `fraction` (0 < fraction ≤ 1); `self` when that is invalid.
-    /// Does not allocate.
-    public func scaled(velocity fraction: Double) -> MotionLimits {
-        guard fraction < 1 else { return self }
-        return (try? MotionLimits(
-            jointCount: jointCount, maxVelocitiesRadiansPerSecond: maxVelocitiesRadiansPerSecond * fraction,
-            maxAccelerationsRadiansPerSecondSquared: maxAccelerationsRadiansPerSecondSquared,
-            maxJerksRadiansPerSecondCubed: maxJerksRadiansPerSecondCubed)) ?? self
-    }
-}
 
 /// The controller's side of one RA-610: power and streaming hand-shake, the setpoint stream, tool requests.
 ///

@@ -1,19 +1,8 @@
+import CellCore
+import CellRuntime
 import Motion
+import PackML
 import Synchronization
-
-/// Where the controller's arms' and station's values live each period.
-public struct ProcessImage: Sendable {
-    public var armInputs: [ArmInputs]
-    public var armOutputs: [ArmOutputs]
-    public var stationInputs = StationInputs()
-    public var stationOutputs = StationOutputs()
-
-    /// Allocates the image for `armCount` arms. Thread: start-up.
-    public init(armCount: Int) {
-        armInputs = Array(repeating: ArmInputs(), count: armCount)
-        armOutputs = Array(repeating: ArmOutputs(), count: armCount)
-    }
-}
 
 /// A request to the controller from outside the control thread (API, CLI, daemon options).
 public enum ControllerRequest: Sendable {

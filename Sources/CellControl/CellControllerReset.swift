@@ -1,3 +1,5 @@
+import CellCore
+
 extension CellController {
     /// Resetting: open the clamp, take every part out of the cell to the reject place (a lamp scrapped by an
     /// abort or stop is still physically there), put down held components, home every arm, then restart the

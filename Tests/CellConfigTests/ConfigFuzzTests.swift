@@ -10,6 +10,7 @@ import Foundation
 import LampCellTestSupport
 import Testing
 
+@testable import CellConfig
 @testable import CellCore
 
 // MARK: - Mutations

@@ -2,6 +2,7 @@ import Foundation
 import LampCellTestSupport
 import Testing
 
+@testable import CellConfig
 @testable import CellCore
 
 /// The repository's cell definition and recipes.
@@ -552,4 +553,23 @@ private final class TemporaryDirectory {
     }
 
     deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+// MARK: - Overrides
+
+/// `lampcelld --state-directory`: the state moves as if the file said so; the ledger moves with it only when it
+/// lies inside the configured state directory.
+@Test func movingTheStateDirectoryMovesOnlyALedgerInsideIt() throws {
+    var configuration = try DaemonConfiguration.load(from: Repository.developmentConfiguration)
+    let oldState = configuration.stateDirectory
+    #expect(configuration.ledgerPath == oldState + "/ledger.sqlite")
+    configuration.moveStateDirectory(to: "/tmp/elsewhere")
+    #expect(configuration.stateDirectory == "/tmp/elsewhere")
+    #expect(configuration.ledgerPath == "/tmp/elsewhere/ledger.sqlite")
+
+    // A ledger configured outside the state directory (e.g. on another disk) stays.
+    configuration.ledgerPath = "/srv/ledger/cell-7.sqlite"
+    configuration.moveStateDirectory(to: "/tmp/third/")
+    #expect(configuration.stateDirectory == "/tmp/third/")
+    #expect(configuration.ledgerPath == "/srv/ledger/cell-7.sqlite")
 }

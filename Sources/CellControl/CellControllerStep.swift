@@ -1,4 +1,6 @@
+import CellCore
 import Motion
+import PackML
 
 extension CellController {
     /// Maximum steps a lane may pass in one period (signals and waits take no time).
@@ -41,8 +43,14 @@ extension CellController {
                     // Reset would power the arms: refused while a device is missing or the safety chain is open.
                     lastFault = cause
                     reply.message = cause.message
-                } else if case .failure(let refusal) = unit.command(command, causeGone: abortCauseIsGone(io)) {
-                    reply.refusal = refusal
+                } else {
+                    // Clear is judged, and refused, on the abort cause present now.
+                    let present = abortCause(io, includeArmFaults: false)
+                    if case .failure(let refusal) = unit.command(
+                        command, causeGone: present == nil, presentCause: present)
+                    {
+                        reply.refusal = refusal
+                    }
                 }
             case .mode(let mode):
                 if case .failure(let refusal) = unit.changeMode(to: mode) { reply.refusal = refusal }

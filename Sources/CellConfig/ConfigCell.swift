@@ -1,5 +1,7 @@
 // Loading and validating `Hardware/cell.toml` (format: Hardware/README.md).
 
+import CellCore
+
 /// Validation limits of the cell definition.
 enum CellConfigLimits {
     /// Two teach points of one arm must differ by at least this much in some joint, rad (otherwise one of them is

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import CellCore
+@testable import PackML
 
 private let second: UInt64 = 1_000_000_000
 private let minute: UInt64 = 60 * second
