@@ -114,7 +114,7 @@ let package = Package(
         .executableTarget(
             name: "lampsim",
             dependencies: [
-                "CellSimulator", "CellCore", "CellConfig", "CellCampaign",
+                "CellSimulator", "CellCore", "CellConfig", "CellCampaign", "CRealtime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

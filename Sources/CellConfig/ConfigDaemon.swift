@@ -45,18 +45,31 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// station refuses any other client while the daemon runs.
     public var stationConnections: Int = DaemonConfiguration.defaultStationConnections
 
-    /// Loads and validates `path`. Any thread (start-up); throws the first problem with file and key.
     /// Moves the persistent state to `directory`, as if the file's `state_directory` said so (`lampcelld
     /// --state-directory`): a ledger inside the old state directory (the default, or any relative `ledger`) moves
-    /// with it; a ledger configured elsewhere stays where it is. Thread: any.
+    /// with it; a ledger configured elsewhere stays where it is. Paths are compared in their standard form
+    /// (`//`, `.` and `..` resolved, no trailing slash). `directory` must be an absolute path. Thread: any.
     public mutating func moveStateDirectory(to directory: String) {
-        let inside = stateDirectory.hasSuffix("/") ? stateDirectory : stateDirectory + "/"
-        if ledgerPath.hasPrefix(inside) {
-            ledgerPath = (directory.hasSuffix("/") ? directory : directory + "/") + ledgerPath.dropFirst(inside.count)
+        precondition(directory.hasPrefix("/"), "moveStateDirectory needs an absolute path, not \(directory)")
+        // The standard form of an absolute path: empty and "." components dropped, ".." taking one back.
+        func standard(_ path: String) -> String {
+            var components: [Substring] = []
+            for component in path.split(separator: "/") where component != "." {
+                if component == ".." { _ = components.popLast() } else { components.append(component) }
+            }
+            return "/" + components.joined(separator: "/")
         }
-        stateDirectory = directory
+        let old = standard(stateDirectory)
+        let new = standard(directory)
+        let ledger = standard(ledgerPath)
+        let inside = old == "/" ? nil : old + "/"
+        if let inside, ledger.hasPrefix(inside) {
+            ledgerPath = (new == "/" ? "/" : new + "/") + ledger.dropFirst(inside.count)
+        }
+        stateDirectory = new
     }
 
+    /// Loads and validates `path`. Any thread (start-up); throws the first problem with file and key.
     public static func load(from path: String) throws(ConfigError) -> DaemonConfiguration {
         let root = try loadConfigTable(path: path)
         try root.rejectUnknownKeys(allowed: [

@@ -142,11 +142,17 @@ public final class TS200Driver: @unchecked Sendable {
         inFlight.deallocate()
     }
 
-    /// Closes the connections (shutdown). Thread: the owner.
-    public func close() { for client in clients { client.close() } }
+    /// Closes the connections (shutdown); what was in flight is forgotten. Thread: the owner.
+    public func close() {
+        for index in clients.indices {
+            clients[index].close()
+            inFlight[index] = nil
+        }
+    }
 
-    /// Dispatches what `outputs` changed and reads the station into `inputs`, waiting for every reply: a whole
-    /// period of this device alone (tests, and the sequential figure of `make bench`).
+    /// Dispatches what `outputs` changed (at most one write per connection; the rest at the next call) and reads the
+    /// station into `inputs`, waiting for every reply: a whole period of this device alone (tests, and the
+    /// sequential figure of `make bench`).
     /// Thread: the control thread. Does not allocate; blocks at most the response timeout per transaction.
     public func exchange(_ outputs: StationOutputs, into inputs: inout StationInputs, nowNanoseconds: UInt64) {
         dispatch(outputs, current: inputs, nowNanoseconds: nowNanoseconds)
@@ -166,6 +172,11 @@ public final class TS200Driver: @unchecked Sendable {
     /// connection; a connection still busy with the last dispatch takes its read once that reply is in.
     /// Thread: the control thread. Does not allocate; may connect (bounded by the connect timeout).
     public func beginExchange(current: StationInputs, nowNanoseconds: UInt64) {
+        for index in clients.indices {
+            assert(
+                inFlight[index] == nil || clients[index].hasPendingRequest,
+                "\(name): connection \(index) lost its dispatched transaction without a reply")
+        }
         staged = current
         failure = dispatchFailure
         dispatchFailure = nil

@@ -263,6 +263,14 @@ final class APIHandler: ChannelInboundHandler {
                 return
             }
             only([.POST]) { authorized { submit(.command(command), describing: command.description) } }
+        case let parts where parts.count == 3 && parts[0] == "v1" && parts[1] == "mode":
+            guard let mode = UnitMode.allCases.first(where: { $0.description.lowercased() == parts[2] }) else {
+                respond(
+                    .error(
+                        .notFound, "not_found", "no such mode: \(parts[2]); modes: \(ModeWord.all.joined(separator: ", "))"))
+                return
+            }
+            only([.POST]) { authorized { submit(.mode(mode), describing: "mode \(mode.description)") } }
         case ["v1", "order"]:
             only([.POST, .DELETE]) {
                 authorized {
@@ -336,8 +344,11 @@ final class APIHandler: ChannelInboundHandler {
     }
 
     /// Runs `request` on the thread pool (it waits for the control thread's reply) and answers 200, 409 or 503.
+    /// Every command, mode change and order is logged with who asked and what came of it.
     private func submit(_ request: ControllerRequest, describing what: String) {
         let daemon = shared.daemon
+        let logger = shared.logger
+        let who = peer?.description ?? "an unidentified peer"
         runBlocking {
             guard let reply = daemon.request(request) else {
                 return APIResponse.error(
@@ -346,15 +357,18 @@ final class APIHandler: ChannelInboundHandler {
             }
             let unit = Self.snapshotAfterReply(daemon).unit
             if let refusal = reply.refusal {
+                logger.notice("API: \(what) by \(who): refused: \(refusal.description)")
                 return APIResponse.error(
                     .conflict, "refused", refusal.description, state: refusal.state.description,
                     mode: refusal.mode.description)
             }
             if let message = reply.message {
+                logger.notice("API: \(what) by \(who): refused: \(message)")
                 return APIResponse.error(
                     .conflict, "refused", "\(what) is refused: \(message)", state: unit.state.description,
                     mode: unit.machine.mode.description)
             }
+            logger.notice("API: \(what) by \(who): accepted, state \(unit.state.description), mode \(unit.machine.mode.description)")
             return APIResponse.json(.ok, AcceptedBody(accepted: true, request: what, state: unit.state.description))
         }
     }

@@ -36,7 +36,9 @@ struct StatusBuilder: Sendable {
             stateSeconds: Double(machine.times.stateCurrentNanoseconds) / 1e9, stateChanges: machine.stateChangeCount,
             stopReason: stopReason,
             suspendCause: unit.state == .suspended || unit.state == .suspending ? machine.suspendCause.map(Self.name) : nil,
-            materialWait: snapshot.materialWait == .none ? nil : snapshot.materialWait.name.description)
+            materialWait: snapshot.materialWait == .none ? nil : snapshot.materialWait.name.description,
+            modesAvailable: PackMLStateMachine.acceptsModeChange(in: unit.state)
+                ? UnitMode.allCases.filter { $0 != machine.mode }.map { $0.description.lowercased() } : [])
         var order: StatusDocument.Order?
         if let assigned = unit.order {
             order = StatusDocument.Order(

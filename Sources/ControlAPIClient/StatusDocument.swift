@@ -40,6 +40,9 @@ public struct StatusDocument: Codable, Sendable, Equatable {
         public var suspendCause: String?
         /// What a lane waits for that the cell does not control (`no housing at the infeed`), when any.
         public var materialWait: String?
+        /// The modes `POST /v1/mode/…` accepts now: the other modes in Stopped, Idle and Aborted, none while the
+        /// cell may move.
+        public var modesAvailable: [String] = []
 
         public init(
             state: String,
@@ -49,7 +52,8 @@ public struct StatusDocument: Codable, Sendable, Equatable {
             stateChanges: UInt64,
             stopReason: StopReasonText? = nil,
             suspendCause: String? = nil,
-            materialWait: String? = nil
+            materialWait: String? = nil,
+            modesAvailable: [String] = []
         ) {
             self.state = state
             self.stateCode = stateCode
@@ -59,6 +63,7 @@ public struct StatusDocument: Codable, Sendable, Equatable {
             self.stopReason = stopReason
             self.suspendCause = suspendCause
             self.materialWait = materialWait
+            self.modesAvailable = modesAvailable
         }
     }
 

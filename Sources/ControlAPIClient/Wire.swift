@@ -58,3 +58,9 @@ public enum CommandWord {
     /// `reset`, `start`, … `clear`, in PackTags order.
     public static let all = ["reset", "start", "stop", "hold", "unhold", "suspend", "unsuspend", "abort", "clear"]
 }
+
+/// The unit modes the API takes, by their path word (`/v1/mode/maintenance`).
+public enum ModeWord {
+    /// In PackTags order (`UnitMode` 1, 2, 3).
+    public static let all = ["production", "maintenance", "manual"]
+}

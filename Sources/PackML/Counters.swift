@@ -12,9 +12,10 @@ public struct PackMLCount: Sendable, Equatable {
     /// Creates a counter at zero.
     public init() {}
 
-    /// Adds `amount` to both the resettable and the accumulated count. Control thread; no allocation.
-    public mutating func add(_ amount: UInt64 = 1) {
-        count += amount
+    /// Adds `amount` to the accumulated count, and to the resettable one when `counted` (false for what a unit makes
+    /// outside Production: it stays out of the order's counts). Control thread; no allocation.
+    public mutating func add(_ amount: UInt64 = 1, counted: Bool = true) {
+        if counted { count += amount }
         accumulated += amount
     }
 
@@ -69,18 +70,21 @@ public struct ProductionCounters: Sendable, Equatable {
     /// OEE's total count since the last reset: processed + scrapped.
     public var oeeTotalCount: UInt64 { processed.count + scrapped.count }
 
-    /// Records one finished lamp, `defective` if it failed inspection/test. Control thread; no allocation.
-    public mutating func recordProcessedLamp(defective isDefective: Bool) {
-        processed.add()
-        if isDefective { defective.add() }
+    /// Records one finished lamp, `defective` if it failed inspection/test; `counted` false keeps it out of the
+    /// resettable (order) counts, in the accumulated ones only. Control thread; no allocation.
+    public mutating func recordProcessedLamp(defective isDefective: Bool, counted: Bool = true) {
+        processed.add(counted: counted)
+        if isDefective { defective.add(counted: counted) }
     }
 
     /// Records `count` lamps resolved as scrap after an abort/stop. Control thread; no allocation.
-    public mutating func recordScrapped(_ count: UInt64 = 1) { scrapped.add(count) }
+    public mutating func recordScrapped(_ count: UInt64 = 1, counted: Bool = true) {
+        scrapped.add(count, counted: counted)
+    }
 
     /// Records `count` units of `material` picked into a lamp. Control thread; no allocation.
-    public mutating func recordConsumed(_ material: ConsumedMaterial, count: UInt64 = 1) {
-        consumedStorage[material.rawValue].add(count)
+    public mutating func recordConsumed(_ material: ConsumedMaterial, count: UInt64 = 1, counted: Bool = true) {
+        consumedStorage[material.rawValue].add(count, counted: counted)
     }
 
     /// Zeroes every resettable count (on production order assignment); accumulated counts are kept.

@@ -129,6 +129,10 @@ public struct PackMLRefusal: Error, Sendable, Equatable, CustomStringConvertible
             }
             return text + "; the cell stays \(state)"
         case .notUsedInMode:
+            if case .command(.start) = request {
+                return "\(what) is not used in \(mode) mode (reserved for the commissioning tools; the recipe runs in "
+                    + "Production and Maintenance); the cell is \(state)"
+            }
             return "\(what) is not used in \(mode) mode (only in Production); the cell is \(state)"
         case .noProductionOrder:
             return "\(what) in Production mode needs an active production order; none is assigned"

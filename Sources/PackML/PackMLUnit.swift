@@ -4,8 +4,11 @@
 /// the OEE accumulator, updated together.
 ///
 /// Rules added on top of `PackMLStateMachine`:
-/// - Start in Production mode needs an active production order (`.noProductionOrder` otherwise);
-///   in Maintenance/Manual no order is needed.
+/// - Start in Production mode needs an active production order (`.noProductionOrder` otherwise). Maintenance
+///   runs the recipe without an order, and its lamps count only in the accumulated totals: not toward the order,
+///   its counts or OEE (`countsTowardOrder`). Manual refuses Start (`.notUsedInMode`): it is reserved for the
+///   commissioning tools.
+/// - The mode changes only in Stopped, Idle and Aborted, never while the cell moves (`PackMLStateMachine`).
 /// - An order is assigned in Stopped, Idle or Complete when none is active; assigning it resets the resettable
 ///   counters and the OEE times ("production order start"). It stays active until the cell reaches Complete
 ///   or it is cancelled (Stopped, Idle, Aborted or Complete).
@@ -84,6 +87,13 @@ public struct PackMLUnit: Sendable, Equatable {
                     reason: .noProductionOrder, request: .command(.start), state: machine.state,
                     mode: machine.mode, stopReason: machine.stopReason))
         }
+        // Manual is reserved for the commissioning tools (jogging, teach points): the recipe never runs in it.
+        if command == .start && machine.mode == .manual {
+            return .failure(
+                PackMLRefusal(
+                    reason: .notUsedInMode, request: .command(.start), state: machine.state, mode: machine.mode,
+                    stopReason: machine.stopReason))
+        }
         return machine.command(command, causeGone: causeGone, presentCause: presentCause)
     }
 
@@ -158,11 +168,15 @@ public struct PackMLUnit: Sendable, Equatable {
         return .success(())
     }
 
-    /// Records one finished lamp; a good one counts toward the active order, and the N-th good lamp in
-    /// Execute triggers Execute → Completing. Control thread; no allocation.
+    /// True when what the cell makes now counts toward the order, its counts and OEE: in Production only. A
+    /// lamp made in Maintenance (a trial run without an order) counts only in the accumulated totals.
+    public var countsTowardOrder: Bool { machine.mode == .production }
+
+    /// Records one finished lamp; in Production a good one counts toward the active order, and the N-th good
+    /// lamp in Execute triggers Execute → Completing. Control thread; no allocation.
     public mutating func recordProcessedLamp(defective: Bool) {
-        counters.recordProcessedLamp(defective: defective)
-        if !defective && orderActive { order?.recordGoodLamp() }
+        counters.recordProcessedLamp(defective: defective, counted: countsTowardOrder)
+        if !defective && orderActive && countsTowardOrder { order?.recordGoodLamp() }
         completeIfFulfilled()
     }
 
@@ -171,11 +185,13 @@ public struct PackMLUnit: Sendable, Equatable {
     public mutating func setIdealCycle(nanoseconds: UInt64) { oee.idealCycleNanoseconds = nanoseconds }
 
     /// Records `count` lamps resolved as scrap after an abort/stop. Control thread; no allocation.
-    public mutating func recordScrapped(_ count: UInt64 = 1) { counters.recordScrapped(count) }
+    public mutating func recordScrapped(_ count: UInt64 = 1) {
+        counters.recordScrapped(count, counted: countsTowardOrder)
+    }
 
     /// Records `count` units of `material` picked into a lamp. Control thread; no allocation.
     public mutating func recordConsumed(_ material: ConsumedMaterial, count: UInt64 = 1) {
-        counters.recordConsumed(material, count: count)
+        counters.recordConsumed(material, count: count, counted: countsTowardOrder)
     }
 
     // MARK: - Private

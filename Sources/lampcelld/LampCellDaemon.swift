@@ -99,7 +99,13 @@ struct LampCellDaemon: ParsableCommand {
         }
         do {
             configuration = try DaemonConfiguration.load(from: config)
-            if let stateDirectory { configuration.moveStateDirectory(to: stateDirectory) }
+            if let stateDirectory {
+                guard !stateDirectory.isEmpty else { fail("--state-directory: expected a directory, got an empty path") }
+                // A relative path is taken from the current directory, as a shell user means it.
+                let absolute = stateDirectory.hasPrefix("/")
+                    ? stateDirectory : FileManager.default.currentDirectoryPath + "/" + stateDirectory
+                configuration.moveStateDirectory(to: absolute)
+            }
             if let periodMicroseconds {
                 guard DaemonConfiguration.periodMicrosecondsRange.contains(periodMicroseconds) else {
                     fail("--period-microseconds \(periodMicroseconds): outside 500..20000")

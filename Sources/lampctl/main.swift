@@ -20,7 +20,7 @@ struct LampCtl: ParsableCommand {
         version: LampCellVersion.current,
         subcommands: [
             Status.self, Watch.self, Reset.self, Start.self, Stop.self, Hold.self, Unhold.self, Suspend.self,
-            Unsuspend.self, Abort.self, Clear.self, Order.self, CancelOrder.self, LedgerCommand.self,
+            Unsuspend.self, Abort.self, Clear.self, Mode.self, Order.self, CancelOrder.self, LedgerCommand.self,
         ])
 }
 
@@ -199,6 +199,23 @@ struct Clear: PackMLVerb {
     static let word = "clear"
     static let configuration = CommandConfiguration(abstract: "PackML Clear (Aborted → Stopped).")
     @OptionGroup var connection: Connection
+}
+
+struct Mode: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Change the unit mode: production, maintenance or manual (in Stopped, Idle or Aborted only).",
+        discussion: """
+            Production runs orders and counts toward them and OEE. Maintenance runs the recipe without an order; its \
+            lamps go to the ledger and the totals, not to the order's counts or OEE. Manual is reserved for the \
+            commissioning tools and refuses Start.
+            """)
+    @OptionGroup var connection: Connection
+    @Argument(help: "production, maintenance or manual.")
+    var mode: String
+
+    func run() {
+        finish(call { try connection.client.send("POST", "/v1/mode/\(mode.lowercased())") })
+    }
 }
 
 struct Order: ParsableCommand {

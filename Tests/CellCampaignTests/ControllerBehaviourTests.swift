@@ -317,6 +317,36 @@ struct ControllerBehaviourTests {
         #expect(!refusal.contains("emergency"), "\(refusal)")
     }
 
+    @Test("Maintenance runs the recipe without an order and keeps its lamps out of the order counts; Manual refuses Start; no mode change while moving")
+    func unitModes() throws {
+        let driver = try CellDriver(seed: 17)
+        driver.run(seconds: 1)
+        try #require(driver.state == .stopped)
+        #expect(try driver.request(.mode(.manual)).refusal == nil)
+        #expect(try driver.command(.reset) == nil)
+        try driver.run(until: "Idle in Manual", withinSeconds: 30) { $0.state == .idle }
+        let manualStart = try #require(try driver.command(.start), "Start was accepted in Manual")
+        #expect(manualStart.contains("commissioning tools"), "\(manualStart)")
+
+        #expect(try driver.request(.mode(.maintenance)).refusal == nil)
+        #expect(try driver.command(.start) == nil, "Maintenance starts without an order")
+        try driver.run(until: "a lamp made in Maintenance", withinSeconds: 60) { $0.finished.count >= 1 }
+        #expect(driver.state == .execute)
+        let refused = try #require(try driver.request(.mode(.production)).refusal, "a mode change was accepted in Execute")
+        #expect(refused.reason == .notAcceptedInState)
+        let counters = driver.controller.unit.counters
+        #expect(counters.processed.count == 0, "a Maintenance lamp counted toward the order counts")
+        #expect(counters.processed.accumulated >= 1)
+        #expect(driver.controller.unit.machine.mode == .maintenance)
+
+        #expect(try driver.command(.stop) == nil)
+        try driver.run(until: "Stopped", withinSeconds: 30) { $0.state == .stopped }
+        #expect(try driver.request(.mode(.production)).refusal == nil)
+        #expect(driver.controller.unit.machine.mode == .production)
+        // Mode times (PackTags ModeCumulativeTime) were kept for Maintenance.
+        #expect(driver.controller.unit.machine.times.modeCumulativeNanoseconds(.maintenance) > 10_000_000_000)
+    }
+
     @Test("Reset after an abort purges the cell: the lamp in the fixture is recorded scrapped and goes to the reject bin, the arms go home")
     func resetPurgesTheCell() throws {
         let driver = try CellDriver(seed: 15)

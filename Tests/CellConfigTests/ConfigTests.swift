@@ -570,6 +570,15 @@ private final class TemporaryDirectory {
     // A ledger configured outside the state directory (e.g. on another disk) stays.
     configuration.ledgerPath = "/srv/ledger/cell-7.sqlite"
     configuration.moveStateDirectory(to: "/tmp/third/")
-    #expect(configuration.stateDirectory == "/tmp/third/")
+    #expect(configuration.stateDirectory == "/tmp/third")
     #expect(configuration.ledgerPath == "/srv/ledger/cell-7.sqlite")
+
+    // Paths are compared in their standard form; a state directory of "/" does not capture every ledger.
+    configuration.ledgerPath = "/tmp//third/./sub/ledger.sqlite"
+    configuration.moveStateDirectory(to: "/var/lib/cell")
+    #expect(configuration.ledgerPath == "/var/lib/cell/sub/ledger.sqlite")
+    configuration.stateDirectory = "/"
+    configuration.ledgerPath = "/srv/ledger.sqlite"
+    configuration.moveStateDirectory(to: "/data")
+    #expect(configuration.ledgerPath == "/srv/ledger.sqlite")
 }

@@ -102,6 +102,33 @@ struct ModuleGraphTests {
         }
     }
 
+    @Test("every module imports only the modules Package.swift lets it depend on; TOML only in CellConfig; PackML pure")
+    func importsFollowTheGraph() throws {
+        let package = try Self.packageGraph()
+        let root = Repository.root + "/Sources/"
+        var checked = 0
+        for (module, dependencies) in package.sorted(by: { $0.key < $1.key }) {
+            guard let files = FileManager.default.enumerator(atPath: root + module) else { continue }
+            var imported: Set<String> = []
+            for case let file as String in files where file.hasSuffix(".swift") {
+                let text = try String(contentsOfFile: root + module + "/" + file, encoding: .utf8)
+                for line in text.split(separator: "\n") where line.hasPrefix("import ") {
+                    imported.insert(String(line.dropFirst("import ".count)).trimmingCharacters(in: .whitespaces))
+                }
+            }
+            checked += 1
+            let undeclared = imported.intersection(package.keys).subtracting(dependencies.local).subtracting([module])
+            #expect(undeclared.isEmpty, "\(module) imports \(undeclared.sorted()), which Package.swift does not list")
+            if module != "CellConfig" {
+                #expect(!imported.contains("TOMLKit"), "\(module) imports TOMLKit: only CellConfig parses TOML")
+            }
+            if module == "PackML" {
+                #expect(imported.intersection(package.keys).isEmpty, "PackML imports \(imported.sorted())")
+            }
+        }
+        #expect(checked >= 20, "only \(checked) module folders found under Sources")
+    }
+
     @Test("lampctl links no libmodbus (it talks to the daemon through ControlAPIClient)")
     func lampctlLinksNoLibmodbus() throws {
         let lampctl = try DaemonExecutableTests.executable("lampctl")

@@ -105,8 +105,21 @@ struct EndpointTests {
         try #require(cell.waitFor(seconds: 5) { $0.unit.state == .stopped })
         let client = cell.client
 
+        // The unit mode changes in Stopped; the status lists the modes available.
+        #expect(try client.status().packml.modesAvailable == ["maintenance", "manual"])
+        var response = try client.send("POST", "/v1/mode/maintenance")
+        #expect(response.status == 200, "\(response.text)")
+        #expect(try response.decode(AcceptedBody.self).request == "mode Maintenance")
+        let inMaintenance = try cell.status { $0.packml.mode == "Maintenance" }
+        #expect(inMaintenance.packml.mode == "Maintenance")
+        #expect(inMaintenance.packml.modesAvailable == ["production", "manual"])
+        #expect(try client.send("POST", "/v1/mode/turbo").status == 404)
+        #expect(try client.send("GET", "/v1/mode/manual").status == 405)
+        #expect(try client.send("POST", "/v1/mode/production").status == 200)
+        #expect(try cell.status { $0.packml.mode == "Production" }.packml.mode == "Production")
+
         // Refused in Stopped: Start (no order and not Idle), Hold (only in Execute).
-        var response = try client.send("POST", "/v1/commands/start")
+        response = try client.send("POST", "/v1/commands/start")
         #expect(response.status == 409)
         let startRefusal = try #require(response.errorBody)
         #expect(startRefusal.error == "refused")
@@ -134,6 +147,14 @@ struct EndpointTests {
         #expect(start.status == 200, "\(start.body)")
         try #require(cell.waitFor(seconds: 30) { $0.unit.state == .execute })
         #expect(try client.status().order?.id == "API-1")
+        // Never while the cell moves: a mode change in Execute is refused, naming where it is accepted.
+        let modeInExecute = try client.send("POST", "/v1/mode/maintenance")
+        #expect(modeInExecute.status == 409, "\(modeInExecute.text)")
+        #expect(modeInExecute.errorBody?.state == "Execute")
+        #expect(modeInExecute.errorBody?.message.contains("Stopped") == true, "\(modeInExecute.text)")
+        let inExecute = try cell.status { $0.packml.state == "Execute" }
+        #expect(inExecute.packml.modesAvailable.isEmpty)
+        #expect(inExecute.packml.mode == "Production")
         #expect(try client.send("POST", "/v1/commands/hold").status == 200)
         #expect(cell.waitFor(seconds: 30) { $0.unit.state == .held })
         #expect(try client.send("POST", "/v1/commands/unhold").status == 200)

@@ -76,6 +76,18 @@ final class APIFixture: @unchecked Sendable {
     }
 
     /// Waits until every device answers.
+    /// The API's status document once `condition` holds for it (the document is rebuilt at most every
+    /// `statusMaximumAgeMilliseconds`, so a change shows within that), or the last one after `seconds`.
+    func status(within seconds: Double = 2, where condition: (StatusDocument) -> Bool) throws -> StatusDocument {
+        let deadline = lampcell_monotonic_ns() + UInt64(seconds * 1e9)
+        var document = try client.status()
+        while !condition(document) && lampcell_monotonic_ns() < deadline {
+            usleep(5_000)
+            document = try client.status()
+        }
+        return document
+    }
+
     func waitForDevices() -> Bool {
         waitFor(seconds: 20) { snapshot in
             (0..<snapshot.armCount).allSatisfy { snapshot.armInputs[$0].link.state == .ok }

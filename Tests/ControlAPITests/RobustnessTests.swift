@@ -243,6 +243,16 @@ struct RobustnessTests {
         let json = try run(binary, ["status", "--json", "--socket", cell.socketPath])
         #expect((try? JSONDecoder().decode(StatusDocument.self, from: Data(json.standardOutput.utf8))) != nil)
 
+        // The unit mode: Maintenance and back, in Stopped.
+        let maintenance = try run(binary, ["mode", "maintenance", "--socket", cell.socketPath])
+        #expect(maintenance.status == 0, "\(maintenance.standardError)")
+        #expect(maintenance.standardOutput.contains("mode Maintenance: accepted"), "\(maintenance.standardOutput)")
+        #expect(cell.daemon.snapshot().unit.machine.mode == .maintenance)
+        let unknownMode = try run(binary, ["mode", "turbo", "--socket", cell.socketPath])
+        #expect(unknownMode.status != 0 && unknownMode.standardError.contains("no such mode: turbo"), "\(unknownMode.standardError)")
+        #expect(try run(binary, ["mode", "production", "--socket", cell.socketPath]).status == 0)
+        #expect(cell.daemon.snapshot().unit.machine.mode == .production)
+
         let refused = try run(binary, ["start", "--socket", cell.socketPath])
         #expect(refused.status == 1)
         #expect(refused.standardError.contains("refused: Start is accepted only in Idle"), "\(refused.standardError)")

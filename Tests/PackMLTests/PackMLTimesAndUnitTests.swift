@@ -177,6 +177,40 @@ struct PackMLUnitOrderTests {
                 == "Assigning a production order is accepted only in Stopped, Idle or Complete; the cell is Starting")
         #expect(unit.cancelOrder().refusal?.reason == .noActiveOrder)
     }
+
+    @Test("lamps made in Maintenance count only in the totals: not toward the order, its counts or OEE")
+    func maintenanceLampsStayOutOfTheOrder() throws {
+        var unit = PackMLUnit(idealCycleNanoseconds: 10 * second, nowNanoseconds: 0)
+        try #require(unit.assignOrder(try ProductionOrder(id: "PO-1", variantCode: 1, quantity: 5)).isSuccess)
+        unit.recordProcessedLamp(defective: false)
+        #expect(unit.countsTowardOrder)
+        #expect(unit.changeMode(to: .maintenance) == .success(.maintenance))
+        #expect(!unit.countsTowardOrder)
+        unit.recordConsumed(.housing)
+        unit.recordProcessedLamp(defective: false)
+        unit.recordProcessedLamp(defective: true)
+        unit.recordScrapped()
+        let c = unit.counters
+        #expect(c.processed.count == 1 && c.defective.count == 0 && c.scrapped.count == 0 && c.good == 1)
+        #expect(c.consumed(.housing).count == 0)
+        #expect(c.oeeTotalCount == 1, "OEE's count is the order's")
+        #expect(c.processed.accumulated == 3 && c.defective.accumulated == 1 && c.scrapped.accumulated == 1)
+        #expect(c.consumed(.housing).accumulated == 1)
+        #expect(unit.order?.produced == 1, "the order counts its Production lamp only")
+    }
+
+    @Test("Manual refuses Start, naming why; Maintenance starts without an order; Production needs one")
+    func startPerMode() throws {
+        var manual = PackMLUnit(idealCycleNanoseconds: 10 * second, state: .idle, mode: .manual, nowNanoseconds: 0)
+        let refused = manual.command(.start)
+        #expect(refused.refusal?.reason == .notUsedInMode)
+        #expect(refused.refusal?.description.contains("commissioning tools") == true, "\(refused)")
+        #expect(manual.state == .idle)
+        var maintenance = PackMLUnit(idealCycleNanoseconds: 10 * second, state: .idle, mode: .maintenance, nowNanoseconds: 0)
+        #expect(maintenance.command(.start) == .success(.starting))
+        var production = PackMLUnit(idealCycleNanoseconds: 10 * second, state: .idle, nowNanoseconds: 0)
+        #expect(production.command(.start).refusal?.reason == .noProductionOrder)
+    }
 }
 
 extension Result {
