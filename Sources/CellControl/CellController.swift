@@ -20,6 +20,14 @@ public struct ControllerReply: Sendable {
     public var orderSequence: UInt32 = 0
     /// A refusal that is not PackML's (e.g. an order while producing), as a fixed message.
     public var message: StaticString?
+
+    /// Thread: the control thread (or whatever answers in its place).
+    public init(ticket: UInt64, refusal: PackMLRefusal? = nil, orderSequence: UInt32 = 0, message: StaticString? = nil) {
+        self.ticket = ticket
+        self.refusal = refusal
+        self.orderSequence = orderSequence
+        self.message = message
+    }
 }
 
 /// Settings of the controller that are not in the cell definition or the recipe.

@@ -346,16 +346,16 @@ final class APIHandler: ChannelInboundHandler {
     /// Runs `request` on the thread pool (it waits for the control thread's reply) and answers 200, 409 or 503.
     /// Every command, mode change and order is logged with who asked and what came of it.
     private func submit(_ request: ControllerRequest, describing what: String) {
-        let daemon = shared.daemon
+        let cell = shared.cell
         let logger = shared.logger
         let who = peer?.description ?? "an unidentified peer"
         runBlocking {
-            guard let reply = daemon.request(request) else {
+            guard let reply = cell.request(request) else {
                 return APIResponse.error(
                     .serviceUnavailable, "unavailable",
-                    "the control thread did not answer \(what) within \(CellDaemon.replyTimeoutNanoseconds / 1_000_000) ms")
+                    "the control thread did not answer \(what) within \(cell.requestTimeoutNanoseconds / 1_000_000) ms")
             }
-            let unit = Self.snapshotAfterReply(daemon).unit
+            let unit = Self.snapshotAfterReply(cell).unit
             if let refusal = reply.refusal {
                 logger.notice("API: \(what) by \(who): refused: \(refusal.description)")
                 return APIResponse.error(
@@ -375,16 +375,16 @@ final class APIHandler: ChannelInboundHandler {
 
     /// The first snapshot published after the period that answered: the reply is queued during the step, the
     /// snapshot of that period only at its end. Waits at most `maximumWaitPeriods` periods. Blocking-job threads.
-    static func snapshotAfterReply(_ daemon: CellDaemon) -> CellSnapshot {
+    static func snapshotAfterReply(_ cell: any ControlledCell) -> CellSnapshot {
         let maximumWaitPeriods: UInt64 = 3
-        let seen = daemon.snapshot().periodIndex
-        let deadline = lampcell_monotonic_ns() + maximumWaitPeriods * daemon.configuration.periodNanoseconds
+        let seen = cell.snapshot().periodIndex
+        let deadline = lampcell_monotonic_ns() + maximumWaitPeriods * cell.periodNanoseconds
         while lampcell_monotonic_ns() < deadline {
-            let snapshot = daemon.snapshot()
+            let snapshot = cell.snapshot()
             if snapshot.periodIndex > seen { return snapshot }
             usleep(500)
         }
-        return daemon.snapshot()
+        return cell.snapshot()
     }
 
     private func runBlocking(_ job: @escaping @Sendable () -> APIResponse) {

@@ -9,11 +9,11 @@ import NIOHTTP1
 import NIOPosix
 import Synchronization
 
-/// What every connection's handler shares: the daemon, the status cache, metrics, the ledger, the access policy,
+/// What every connection's handler shares: the cell, the status cache, metrics, the ledger, the access policy,
 /// the thread pool for blocking jobs and the server's counters. Any thread.
 final class APIShared: Sendable {
     let configuration: APIServerConfiguration
-    let daemon: CellDaemon
+    let cell: any ControlledCell
     let status: StatusSource
     let metrics = MetricsExporter()
     let lamps: (any LampQuerying)?
@@ -27,17 +27,17 @@ final class APIShared: Sendable {
     private let watchEvents = Atomic<UInt64>(0)
 
     init(
-        configuration: APIServerConfiguration, daemon: CellDaemon, lamps: (any LampQuerying)?, policy: CommandPolicy,
+        configuration: APIServerConfiguration, cell: any ControlledCell, lamps: (any LampQuerying)?, policy: CommandPolicy,
         threadPool: NIOThreadPool, logger: Logger
     ) {
         self.configuration = configuration
-        self.daemon = daemon
-        status = StatusSource(daemon: daemon, configuration: configuration)
+        self.cell = cell
+        status = StatusSource(cell: cell, configuration: configuration)
         self.lamps = lamps
         self.policy = policy
         self.threadPool = threadPool
         self.logger = logger
-        recipeVariants = daemon.recipes.map(\.variant)
+        recipeVariants = cell.recipeVariants
     }
 
     var openConnections: Int { connections.load(ordering: .relaxed) }
@@ -85,10 +85,11 @@ public struct APIStatistics: Sendable {
     public var watchEvents: UInt64
 }
 
-/// The status and control API of a running `CellDaemon`: HTTP/1.1 on one Unix socket (see docs/API.md).
+/// The status and control API of a running cell (`ControlledCell`: the `CellDaemon`, or a test's fake): HTTP/1.1
+/// on one Unix socket (see docs/API.md).
 ///
 /// It never touches the control thread: it reads published snapshots and timing figures and submits requests
-/// through `CellDaemon.request`, which it calls only on its own blocking-job threads (never on an event loop).
+/// through `ControlledCell.request`, which it calls only on its own blocking-job threads (never on an event loop).
 /// Threads: one NIO event loop for all connections, one accept thread, `blockingThreadCount` job threads.
 /// Create, `start` and `stop` from one thread (the daemon's main thread); `statistics` from any thread.
 public final class APIServer: @unchecked Sendable {
@@ -112,7 +113,7 @@ public final class APIServer: @unchecked Sendable {
     /// - Parameters:
     ///   - lamps: the ledger's query side (`GET /v1/lamps…`, ledger head in status); nil answers 503 there.
     public init(
-        daemon: CellDaemon, configuration: APIServerConfiguration, lamps: (any LampQuerying)? = nil, logger: Logger
+        cell: any ControlledCell, configuration: APIServerConfiguration, lamps: (any LampQuerying)? = nil, logger: Logger
     ) {
         self.configuration = configuration
         self.logger = logger
@@ -120,7 +121,7 @@ public final class APIServer: @unchecked Sendable {
         threadPool = NIOThreadPool(numberOfThreads: max(1, configuration.blockingThreadCount))
         let policy = CommandPolicy.resolve(groupName: configuration.commandGroup)
         shared = APIShared(
-            configuration: configuration, daemon: daemon, lamps: lamps, policy: policy, threadPool: threadPool,
+            configuration: configuration, cell: cell, lamps: lamps, policy: policy, threadPool: threadPool,
             logger: logger)
     }
 
@@ -133,7 +134,7 @@ public final class APIServer: @unchecked Sendable {
             socketPath: daemon.configuration.apiSocketPath, commandGroup: daemon.configuration.commandGroup)
         configuration.activatedFileDescriptor = activatedFileDescriptor
         configuration.stationName = stationName
-        let server = APIServer(daemon: daemon, configuration: configuration, lamps: lamps, logger: logger)
+        let server = APIServer(cell: daemon, configuration: configuration, lamps: lamps, logger: logger)
         try server.start()
         return server
     }

@@ -18,7 +18,7 @@ final class StatusSource: @unchecked Sendable {
         var builtNanoseconds: UInt64
     }
 
-    private let daemon: CellDaemon
+    private let cell: any ControlledCell
     private let builder: StatusBuilder
     private let maximumAgeNanoseconds: UInt64
     private let cycleTimeWindow: Int
@@ -32,12 +32,11 @@ final class StatusSource: @unchecked Sendable {
     private var timing: (figures: [ControlPhase: PhaseFigures], builtNanoseconds: UInt64)?
     private let timingMaximumAgeNanoseconds: UInt64
 
-    init(daemon: CellDaemon, configuration: APIServerConfiguration) {
-        self.daemon = daemon
+    init(cell: any ControlledCell, configuration: APIServerConfiguration) {
+        self.cell = cell
         builder = StatusBuilder(
-            cellID: daemon.cell.cellID, armNames: daemon.cell.arms.map(\.name), stationName: configuration.stationName,
-            recipeIDs: daemon.recipes.map(\.id), version: configuration.version,
-            periodNanoseconds: daemon.configuration.periodNanoseconds)
+            cellID: cell.cellID, armNames: cell.armNames, stationName: configuration.stationName,
+            recipeIDs: cell.recipeIDs, version: configuration.version, periodNanoseconds: cell.periodNanoseconds)
         maximumAgeNanoseconds = UInt64(max(0, configuration.statusMaximumAgeMilliseconds)) * 1_000_000
         cycleTimeWindow = max(1, configuration.cycleTimeWindow)
         timingMaximumAgeNanoseconds = UInt64(max(0, configuration.timingMaximumAgeMilliseconds)) * 1_000_000
@@ -57,7 +56,7 @@ final class StatusSource: @unchecked Sendable {
 
     /// Looks at the snapshot only to note a lamp that left the cell (for cycle-time statistics).
     func sampleLamps() {
-        let snapshot = daemon.snapshot()
+        let snapshot = cell.snapshot()
         lock.lock()
         note(snapshot.lastLamp)
         lock.unlock()
@@ -79,16 +78,16 @@ final class StatusSource: @unchecked Sendable {
     }
 
     private func build(now: UInt64) -> Published {
-        let snapshot = daemon.snapshot()
+        let snapshot = cell.snapshot()
         note(snapshot.lastLamp)
-        let thread = daemon.loop.thread
         // The percentiles walk every histogram under its lock: computed at most once per timing interval.
         if timing == nil || now &- (timing?.builtNanoseconds ?? 0) >= timingMaximumAgeNanoseconds {
-            timing = (thread.statistics.figures(), now)
+            timing = (cell.timingFigures(), now)
         }
+        let counters = cell.loopCounters
         let document = builder.build(
-            snapshot: snapshot, figures: timing?.figures ?? [:], overruns: thread.overruns,
-            periodsRun: thread.periodsRun, droppedSamples: thread.statistics.dropped,
+            snapshot: snapshot, figures: timing?.figures ?? [:], overruns: counters.overruns,
+            periodsRun: counters.periodsRun, droppedSamples: counters.droppedSamples,
             uptimeSeconds: Double(now - startNanoseconds) / 1e9, cycleTime: cycleTimeStatistics(), ledger: ledgerHead)
         let json = (try? encoder.encode(document)).map { Array($0) } ?? Array("{}".utf8)
         return Published(

@@ -5,7 +5,8 @@ import ControlAPIClient
 import Foundation
 import Testing
 
-/// Every endpoint against a running daemon on the simulated cell, through the real Unix socket.
+/// Every endpoint through the real Unix socket: against a running daemon on the simulated cell where the answer
+/// depends on the controller, against `FakeCell` where it does not (order validation, no ledger).
 @Suite("Control API endpoints", .serialized)
 struct EndpointTests {
     @Test("GET /v1/status: the whole document, through the client and through curl --unix-socket")
@@ -182,7 +183,7 @@ struct EndpointTests {
 
     @Test("POST /v1/order: malformed or invalid bodies answer 400 naming the field")
     func orderValidation() throws {
-        let cell = try APIFixture()
+        let cell = try FakeAPIFixture()
         defer { cell.shutdown() }
         let client = cell.client
         let cases: [(String, String)] = [
@@ -200,7 +201,8 @@ struct EndpointTests {
             #expect(response.errorBody?.error == "bad_request")
             #expect(response.errorBody?.message.contains(message) == true, "\(body): \(response.text)")
         }
-        #expect(cell.daemon.snapshot().unit.order == nil)
+        #expect(cell.fake.snapshot().unit.order == nil)
+        #expect(cell.fake.requests.isEmpty, "a bad body reached the controller: \(cell.fake.requests)")
     }
 
     @Test("GET /v1/lamps/{serial} and /v1/lamps?lot=&from=&to=&verdict= (in-memory stand-in for the ledger)")
@@ -271,7 +273,7 @@ struct EndpointTests {
 
     @Test("GET /v1/lamps without a ledger attached: 503 with a message")
     func lampsWithoutLedger() throws {
-        let cell = try APIFixture(withLedger: false)
+        let cell = try FakeAPIFixture()
         defer { cell.shutdown() }
         let response = try cell.client.send("GET", "/v1/lamps/X")
         #expect(response.status == 503)

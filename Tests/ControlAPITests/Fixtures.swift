@@ -63,7 +63,7 @@ final class APIFixture: @unchecked Sendable {
             socketPath: configuration.apiSocketPath, commandGroup: configuration.commandGroup)
         apiConfiguration.stationName = definition.station.name
         configure(&apiConfiguration)
-        api = APIServer(daemon: daemon, configuration: apiConfiguration, lamps: withLedger ? lamps : nil, logger: logger)
+        api = APIServer(cell: daemon, configuration: apiConfiguration, lamps: withLedger ? lamps : nil, logger: logger)
         try api.start()
     }
 

@@ -306,7 +306,7 @@ struct HTTPFuzzTests {
         let seed = FuzzSeed.value(default: FuzzSeed.fresh())
         let total = FuzzIterations.value(default: 2400)
         print("HTTP fuzz: seed \(seed), \(total) exchanges (replay: LAMPCELL_FUZZ_SEED=\(seed))")
-        let cell = try APIFixture { $0.requestTimeoutMilliseconds = 1500 }
+        let cell = try FakeAPIFixture { $0.requestTimeoutMilliseconds = 1500 }
         defer { cell.shutdown() }
         let socket = cell.socketPath
         // Baseline: one well-formed request, then count descriptors and connections.
@@ -341,7 +341,7 @@ struct HTTPFuzzTests {
         #expect(log.count == 0, "seed \(seed): \(log.count) failures (first \(HTTPFuzzLog.keptFailures) above)")
         print("HTTP fuzz: seed \(seed): answers by status \(log.codes.sorted { $0.key < $1.key }), \(log.closedSilently) closed without an answer")
         #expect((log.codes[400] ?? 0) > total / 10, "the fuzzer reaches the parser's error path")
-        #expect(try cell.client.status().cellID == cell.daemon.cell.cellID)
+        #expect(try cell.client.status().cellID == cell.fake.cellID)
     }
 
     static func check(_ answer: FuzzAnswer, _ exchange: FuzzExchange, context: String, log: HTTPFuzzLog) {
@@ -383,7 +383,7 @@ struct HTTPFuzzTests {
         return String(decoding: Array(text[range.upperBound...].utf8).prefix(length), as: UTF8.self)
     }
 
-    func waitForConnections(_ cell: APIFixture, atMost count: Int) -> Bool {
+    func waitForConnections(_ cell: FakeAPIFixture, atMost count: Int) -> Bool {
         let deadline = Date().addingTimeInterval(10)
         while cell.api.statistics.openConnections > count && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
         return cell.api.statistics.openConnections <= count

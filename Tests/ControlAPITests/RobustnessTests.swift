@@ -7,12 +7,13 @@ import Glibc
 import LampCellTestSupport
 import Testing
 
-/// Access control, bad requests, limits, the socket file, and lampctl.
+/// Access control, bad requests, limits and the socket file, against the API over a fake cell (`FakeCell`: the
+/// HTTP side needs no control loop); and lampctl end to end, against the real daemon.
 @Suite("Control API robustness and access", .serialized)
 struct RobustnessTests {
     @Test("nobody (not root, not in the group) reads status, watch and metrics but is refused commands (403); root commands")
     func accessControl() throws {
-        let cell = try APIFixture()
+        let cell = try FakeAPIFixture()
         defer { cell.shutdown() }
         try #require(cell.waitFor(seconds: 5) { $0.unit.state == .stopped })
         var attributes = stat()
@@ -38,8 +39,8 @@ struct RobustnessTests {
         #expect(order.status == 403)
         #expect(try curl(cell.socketPath, "DELETE", "/v1/order", user: "nobody").status == 403)
         // Nothing happened to the cell.
-        #expect(cell.daemon.snapshot().unit.state == .stopped)
-        #expect(cell.daemon.snapshot().unit.order == nil)
+        #expect(cell.fake.snapshot().unit.state == .stopped)
+        #expect(cell.fake.snapshot().unit.order == nil)
 
         // Root commands.
         let reset = try curl(cell.socketPath, "POST", "/v1/commands/reset")
@@ -52,7 +53,7 @@ struct RobustnessTests {
         // `users` (gid 100) exists on Debian; the API is configured to take it as the command group.
         let policy = CommandPolicy.resolve(groupName: "users")
         let groupID = try #require(policy.groupID, "group 'users' is missing on this system")
-        let cell = try APIFixture(commandGroup: "users")
+        let cell = try FakeAPIFixture(commandGroup: "users")
         defer { cell.shutdown() }
         try #require(cell.waitFor(seconds: 5) { $0.unit.state == .stopped })
         let member = try curl(cell.socketPath, "POST", "/v1/commands/hold", user: "nobody", groups: "\(groupID)")
@@ -64,7 +65,7 @@ struct RobustnessTests {
 
     @Test("bad requests answer their documented codes with a JSON error, and the server lives on")
     func badRequests() throws {
-        let cell = try APIFixture()
+        let cell = try FakeAPIFixture()
         defer { cell.shutdown() }
         let socket = cell.socketPath
         func exchange(_ text: String) -> (code: Int, json: [String: Any]?, raw: String) {
@@ -114,7 +115,7 @@ struct RobustnessTests {
         #expect(try curl(socket, "PATCH", "/metrics").status == 405)
 
         // Still serving, and keep-alive works: two requests on one connection.
-        #expect(try client.status().cellID == cell.daemon.cell.cellID)
+        #expect(try client.status().cellID == cell.fake.cellID)
         let (twice, _) = rawExchange(
             socket, Array("GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\nGET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8))
         #expect(twice.components(separatedBy: "HTTP/1.1 200 OK").count == 3, "\(twice.prefix(300))")
@@ -124,7 +125,7 @@ struct RobustnessTests {
 
     @Test("idle and slow clients are cut at the request deadline; a request begun but not finished gets 408")
     func slowClients() throws {
-        let cell = try APIFixture { $0.requestTimeoutMilliseconds = 1000 }
+        let cell = try FakeAPIFixture { $0.requestTimeoutMilliseconds = 1000 }
         defer { cell.shutdown() }
         // Idle connection: closed without a word.
         let idle = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
@@ -150,7 +151,7 @@ struct RobustnessTests {
 
     @Test("the connection cap: one over it gets 503 and is closed; the others are served")
     func connectionCap() throws {
-        let cell = try APIFixture { $0.maximumConnections = 4 }
+        let cell = try FakeAPIFixture { $0.maximumConnections = 4 }
         defer { cell.shutdown() }
         var held: [Int32] = []
         defer { held.forEach { close($0) } }
@@ -197,12 +198,12 @@ struct RobustnessTests {
         close(stale)
         #expect(FileManager.default.fileExists(atPath: path))
 
-        let cell = try APIFixture { $0.socketPath = path }
+        let cell = try FakeAPIFixture { $0.socketPath = path }
         defer { cell.shutdown() }
         #expect(try APIClient(socketPath: path).send("GET", "/v1/status").status == 200)
 
         // A second API on the same live socket refuses to start and names it.
-        let second = APIServer(daemon: cell.daemon, configuration: APIServerConfiguration(socketPath: path), logger: .init(label: "t"))
+        let second = APIServer(cell: cell.fake, configuration: APIServerConfiguration(socketPath: path), logger: .init(label: "t"))
         #expect {
             try second.start()
         } throws: { error in
@@ -214,7 +215,7 @@ struct RobustnessTests {
         // A regular file in the way is not removed.
         let file = directory + "/not-a-socket"
         _ = FileManager.default.createFile(atPath: file, contents: Data("keep".utf8))
-        let third = APIServer(daemon: cell.daemon, configuration: APIServerConfiguration(socketPath: file), logger: .init(label: "t"))
+        let third = APIServer(cell: cell.fake, configuration: APIServerConfiguration(socketPath: file), logger: .init(label: "t"))
         #expect(throws: APIStartError.self) { try third.start() }
         third.stop()
         #expect(FileManager.default.contents(atPath: file) == Data("keep".utf8))
