@@ -162,6 +162,14 @@ let package = Package(
         // Tests.
         // Shared by the test targets: the repository's paths, the fuzz seed (LAMPCELL_FUZZ_SEED), SplitMix64 helpers.
         .target(name: "LampCellTestSupport", dependencies: ["SeededRandom"], path: "Tests/TestSupport"),
+        // Shared by the end-to-end test targets: a whole simulated cell driven by the real daemon (`CellFixture`).
+        .target(
+            name: "CellTestSupport",
+            dependencies: [
+                "CellService", "CellSimulator", "CellConfig", "CellCore", "CRealtime", "LampCellTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/CellTestSupport"),
         .testTarget(name: "ModbusTests", dependencies: ["Modbus", "CRealtime"]),
         .testTarget(name: "MotionTests", dependencies: ["Motion", "LampCellTestSupport"]),
         .testTarget(name: "PackMLTests", dependencies: ["PackML"]),
@@ -175,7 +183,7 @@ let package = Package(
             dependencies: [
                 "CellService", "CellSimulator", "CellCore", "CellConfig", "CellControl", "PackML", "CellModbus",
                 "CellRuntime", "Modbus", "CRealtime", "CAllocationCounter",
-                "Ledger", "ControlAPI", "ControlAPIClient", "LampCellTestSupport",
+                "Ledger", "ControlAPI", "ControlAPIClient", "LampCellTestSupport", "CellTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(
@@ -195,7 +203,7 @@ let package = Package(
             name: "ControlAPITests",
             dependencies: [
                 "ControlAPI", "ControlAPIClient", "CellService", "CellSimulator", "CellCore", "CellConfig", "CellRuntime",
-                "CRealtime",
+                "CRealtime", "CellTestSupport", "CellControl", "PackML",
                 "LampCellTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]),

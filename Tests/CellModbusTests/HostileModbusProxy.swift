@@ -153,7 +153,12 @@ final class HostileModbusProxy: @unchecked Sendable {
         }
         port = Int(UInt16(bigEndian: address.sin_port))
         listenDescriptor = descriptor
-        let thread = Thread { [self] in acceptLoop() }
+        let thread = Thread { [self] in
+            // The accept path is on the device's side of the wire: at the serving threads' priority, so that a
+            // loaded machine (CI builds beside the tests) does not make a reconnect outlast the response timeout.
+            if let fifoPriority { _ = lampcell_set_fifo_priority(fifoPriority) }
+            acceptLoop()
+        }
         thread.name = "hostile-accept"
         acceptThread = thread
         thread.start()

@@ -3,6 +3,7 @@ import CRealtime
 import CellControl
 import CellCore
 import CellService
+import CellTestSupport
 import Foundation
 import PackML
 import Synchronization

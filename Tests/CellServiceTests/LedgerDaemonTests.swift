@@ -2,6 +2,7 @@ import CRealtime
 import CellConfig
 import CellCore
 import CellService
+import CellTestSupport
 import CellSimulator
 import Foundation
 import LampCellTestSupport

@@ -1,6 +1,7 @@
 import CRealtime
 import CellCore
 import CellService
+import CellTestSupport
 import CellSimulator
 import Foundation
 import Glibc

@@ -2,6 +2,7 @@ import CRealtime
 import CellCore
 import CellRuntime
 import CellService
+import CellTestSupport
 import Foundation
 import Synchronization
 import Testing

@@ -14,7 +14,7 @@ struct ModuleGraphTests {
     }
 
     /// Test support, not modules of the product: left out of the documented graph.
-    static let testSupportTargets: Set<String> = ["LampCellTestSupport", "lampcell-systemd-probe"]
+    static let testSupportTargets: Set<String> = ["LampCellTestSupport", "CellTestSupport", "lampcell-systemd-probe"]
 
     /// The text from `open` (an opening bracket at `start`) to its matching closing bracket, exclusive.
     static func balanced(_ text: [Character], from start: Int, open: Character, close: Character) -> (String, Int)? {

@@ -1,5 +1,6 @@
 import CellCore
 import CellService
+import CellTestSupport
 import PackML
 import Synchronization
 

@@ -4,6 +4,7 @@ import CellCore
 import CellService
 import CellSimulator
 import ControlAPI
+import CellTestSupport
 import ControlAPIClient
 import Foundation
 import Glibc
@@ -11,59 +12,43 @@ import LampCellTestSupport
 import Logging
 import Testing
 
-/// A whole cell (copied from CellServiceTests' fixture, trimmed): the simulated devices served over Modbus TCP on
-/// loopback and the real controller stack (`CellDaemon`) driving them, state in a fresh temporary directory; plus
-/// the API server on a Unix socket in a fresh directory (mode 0755, so `nobody` can reach the socket).
+/// A whole cell (`CellFixture`: the simulated devices over Modbus TCP on loopback and the real `CellDaemon`, state in
+/// the fixture's directory), plus the API server on a Unix socket in a fresh directory (mode 0755, so `nobody` can
+/// reach the socket).
 final class APIFixture: @unchecked Sendable {
-    let server: SimulatedCellServer
-    let daemon: CellDaemon
+    let cellFixture: CellFixture
     let api: APIServer
     let directory: String
     let socketPath: String
     let lamps: InMemoryLamps
+    var daemon: CellDaemon { cellFixture.daemon }
 
     init(
         seed: UInt64 = 1, periodMicroseconds: Int = 4000, commandGroup: String = "lampcell",
         withLedger: Bool = true, fifoPriority: Int32? = nil, configure: (inout APIServerConfiguration) -> Void = { _ in }
     ) throws {
-        var configuration = try DaemonConfiguration.load(from: Repository.developmentConfiguration)
         // Short: sun_path holds 107 bytes.
         directory = "/tmp/lcapi-" + UUID().uuidString.prefix(8).lowercased()
         try FileManager.default.createDirectory(
             atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
-        socketPath = directory + "/api.sock"
-        configuration.stateDirectory = directory + "/state"
-        configuration.ledgerPath = directory + "/state/ledger.sqlite"
-        configuration.apiSocketPath = socketPath
-        configuration.commandGroup = commandGroup
-        configuration.periodNanoseconds = UInt64(periodMicroseconds) * 1000
-        configuration.responseTimeoutNanoseconds = min(2_000_000, configuration.periodNanoseconds / 2)
-        configuration.fifoPriority = fifoPriority
-        configuration.lockMemory = false
-        let definition = try CellDefinition.load(from: configuration.cellPath)
-        var recipes: [Recipe] = []
-        for path in configuration.recipePaths { recipes.append(try Recipe.load(from: path, cell: definition)) }
-        let simulated = SimulatedCell(
-            configuration: try SimulatedCellConfiguration(
-                cell: definition, options: SimulationOptions(seed: seed, defectRate: 0)))
-        server = SimulatedCellServer(cell: simulated)
-        let ports = try server.start()
-        var endpoints: [String: DeviceConnection] = [:]
-        for (name, port) in ports {
-            endpoints[name] = DeviceConnection(name: name, host: "127.0.0.1", port: port, unitID: 1)
+        let socketPath = directory + "/api.sock"
+        self.socketPath = socketPath
+        let definition = try CellDefinition.load(from: Repository.cellDefinition)
+        let lamps = InMemoryLamps(cellID: definition.cellID)
+        self.lamps = lamps
+        cellFixture = try CellFixture(
+            seed: seed, periodMicroseconds: periodMicroseconds, stateDirectory: directory + "/state", sinks: [lamps],
+            fifoPriority: fifoPriority
+        ) {
+            $0.apiSocketPath = socketPath
+            $0.commandGroup = commandGroup
         }
+        var apiConfiguration = APIServerConfiguration(socketPath: socketPath, commandGroup: commandGroup)
+        apiConfiguration.stationName = cellFixture.definition.station.name
+        configure(&apiConfiguration)
         var logger = Logger(label: "api-test")
         logger.logLevel = .warning
-        lamps = InMemoryLamps(cellID: definition.cellID)
-        daemon = try CellDaemon(
-            configuration: configuration, definition: definition, recipes: recipes, endpoints: endpoints,
-            sinks: [lamps], logger: logger)
-        daemon.start()
-        var apiConfiguration = APIServerConfiguration(
-            socketPath: configuration.apiSocketPath, commandGroup: configuration.commandGroup)
-        apiConfiguration.stationName = definition.station.name
-        configure(&apiConfiguration)
-        api = APIServer(cell: daemon, configuration: apiConfiguration, lamps: withLedger ? lamps : nil, logger: logger)
+        api = APIServer(cell: cellFixture.daemon, configuration: apiConfiguration, lamps: withLedger ? lamps : nil, logger: logger)
         try api.start()
     }
 
@@ -105,8 +90,7 @@ final class APIFixture: @unchecked Sendable {
     /// Stops the API, the controller and the simulated devices; removes the directory.
     func shutdown() {
         api.stop()
-        daemon.shutdown(timeoutNanoseconds: 10_000_000_000)
-        server.stop()
+        cellFixture.shutdown()
         try? FileManager.default.removeItem(atPath: directory)
     }
 }
