@@ -57,8 +57,12 @@ sim: deps
 # lampsim (about 8.5 s of CPU per simulated hour; a debug build is ~60 times slower). The campaign's release build and
 # run go beside the tests at nice 19, in their own build folder (CAMPAIGN_BUILD): the tests' real-time threads are
 # SCHED_FIFO when run as root, and the rest of the tests mostly wait on real time, so the campaign takes the idle CPU.
-# 60 seeds keep `make test` under 20 minutes on 2 cores; the 200-seed run is measured in docs/RELIABILITY.md.
-CAMPAIGN_SEEDS ?= 60
+# It runs one seed at a time (CAMPAIGN_JOBS), so that one core stays free for the real-time end-to-end tests, whose
+# timing checks (the API load test, the hostile device) compare against quiet windows; with both cores taken by the
+# campaign they failed now and then. 40 seeds then end before the tests do, and keep `make test` under 20 minutes on
+# 2 cores; the 200-seed run is measured in docs/RELIABILITY.md.
+CAMPAIGN_SEEDS ?= 40
+CAMPAIGN_JOBS ?= 1
 CAMPAIGN_HOURS ?= 1
 CAMPAIGN_BUILD ?= .build-campaign
 # SIGKILLs of the real-time crash test in `make test` (the test's own default, run alone, is 50; docs/RELIABILITY.md
@@ -69,7 +73,7 @@ test: deps
 	@mkdir -p $(CAMPAIGN_BUILD); rm -f $(CAMPAIGN_BUILD)/ci-campaign.log $(CAMPAIGN_BUILD)/ci-campaign.status
 	@( nice -n 19 $(SWIFT) build -c release --product lampsim --scratch-path $(CAMPAIGN_BUILD) > $(CAMPAIGN_BUILD)/ci-campaign.log 2>&1 \
 	   && nice -n 19 $(CAMPAIGN_BUILD)/release/lampsim campaign --seeds $(CAMPAIGN_SEEDS) --hours $(CAMPAIGN_HOURS) \
-	        --jobs $$(nproc) >> $(CAMPAIGN_BUILD)/ci-campaign.log 2>&1; echo $$? > $(CAMPAIGN_BUILD)/ci-campaign.status ) & \
+	        --jobs $(CAMPAIGN_JOBS) >> $(CAMPAIGN_BUILD)/ci-campaign.log 2>&1; echo $$? > $(CAMPAIGN_BUILD)/ci-campaign.status ) & \
 	tests=0; LAMPCELL_CRASH_KILLS=$${LAMPCELL_CRASH_KILLS:-$(CRASH_KILLS)} $(SWIFT) test --skip-build --no-parallel || tests=$$?; \
 	echo "make test: tests done (exit $$tests); waiting for the campaign (log: $(CAMPAIGN_BUILD)/ci-campaign.log)"; wait; \
 	echo "--- CI fault campaign ($(CAMPAIGN_SEEDS) seeds x $(CAMPAIGN_HOURS) h, release lampsim) ---"; \
