@@ -85,8 +85,8 @@ public final class CellExchange: @unchecked Sendable {
 
     /// After the step: sends the station the writes its outputs in `image` ask for (or a due read-back), without
     /// waiting; the next `exchange` completes them. Thread: the control thread. Does not allocate or block.
-    public func dispatch(_ image: ProcessImage, nowNanoseconds: UInt64) {
-        station.dispatch(image.stationOutputs, current: image.stationInputs, nowNanoseconds: nowNanoseconds)
+    public func dispatch(_ image: ProcessImage) {
+        station.dispatch(image.stationOutputs, current: image.stationInputs)
     }
 
     /// Completes requests as their replies arrive (or their deadlines pass) until none is in flight.
@@ -203,6 +203,6 @@ public final class CellPeriod: @unchecked Sendable {
 
     /// The dispatch phase alone: the station's writes of this step go out.
     public func dispatch() {
-        devices.dispatch(image, nowNanoseconds: devices.clock.nowNanoseconds)
+        devices.dispatch(image)
     }
 }

@@ -155,7 +155,7 @@ public final class TS200Driver: @unchecked Sendable {
     /// sequential figure of `make bench`).
     /// Thread: the control thread. Does not allocate; blocks at most the response timeout per transaction.
     public func exchange(_ outputs: StationOutputs, into inputs: inout StationInputs, nowNanoseconds: UInt64) {
-        dispatch(outputs, current: inputs, nowNanoseconds: nowNanoseconds)
+        dispatch(outputs, current: inputs)
         beginExchange(current: inputs, nowNanoseconds: nowNanoseconds)
         var busy = true
         while busy {
@@ -191,7 +191,7 @@ public final class TS200Driver: @unchecked Sendable {
 
         enqueue(.readSignals)
         enqueue(.readRegisters)
-        if !(current.link.state == .ok && periodsInStep > 0) {
+        if !isInStep(current) {
             // The station's coils and variant are unknown: read them too.
             periodsInStep = 0
             enqueue(.readCoils)
@@ -204,12 +204,12 @@ public final class TS200Driver: @unchecked Sendable {
     /// period's exchange), or else a read-back that is due: at most one transaction on each connection, not awaited.
     /// Their replies are completed by the next exchange. Nothing is sent while the station's state is unknown (after
     /// a connect or a failure, until an exchange succeeded). Thread: the control thread. Does not allocate.
-    public func dispatch(_ outputs: StationOutputs, current: StationInputs, nowNanoseconds: UInt64) {
+    public func dispatch(_ outputs: StationOutputs, current: StationInputs) {
         assert(!hasRequestInFlight, "\(name): dispatch with a request in flight")
         failure = nil
         queued = 0
         nextToStart = 0
-        guard current.link.state == .ok && periodsInStep > 0 else { return }
+        guard isInStep(current) else { return }
         planWrites(outputs, current: current)
         let phase = periodsInStep % Self.verifyEveryPeriods
         if phase == 0 { coilReadBackDue = true }
@@ -276,6 +276,10 @@ public final class TS200Driver: @unchecked Sendable {
         inputs.link.consecutiveFailures = 0
         periodsInStep &+= 1
     }
+
+    /// True when the station's coils and variant are known: the last exchange, `current`, succeeded, and so did one
+    /// before it since the last connect or failure (which read them).
+    private func isInStep(_ current: StationInputs) -> Bool { current.link.state == .ok && periodsInStep > 0 }
 
     /// True while a connection waits for a reply.
     private var hasRequestInFlight: Bool {

@@ -141,14 +141,13 @@ public struct PackMLStateMachine: Sendable, Equatable {
         switch command {
         case .clear:
             guard causeGone else {
-                var refused = refusal(.causeStillPresent, request)
-                if let presentCause {
-                    refused = PackMLRefusal(
-                        reason: .causeStillPresent, request: request, state: state, mode: mode,
-                        stopReason: StopReason(
-                            cause: presentCause, action: .abort, timeNanoseconds: times.nowNanoseconds, state: state))
+                let shown = presentCause.map {
+                    StopReason(cause: $0, action: .abort, timeNanoseconds: times.nowNanoseconds, state: state)
                 }
-                return .failure(refused)
+                return .failure(
+                    PackMLRefusal(
+                        reason: .causeStillPresent, request: request, state: state, mode: mode,
+                        stopReason: shown ?? stopReason))
             }
         case .reset:
             stopReason = nil

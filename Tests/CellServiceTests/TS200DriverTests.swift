@@ -97,7 +97,7 @@ struct TS200DriverTests {
         outputs.coils.insert(.lampRed)
         outputs.coils.insert(.fixtureClamp)
         let start = lampcell_monotonic_ns()
-        rig.driver.dispatch(outputs, current: inputs, nowNanoseconds: start)
+        rig.driver.dispatch(outputs, current: inputs)
         #expect(lampcell_monotonic_ns() - start < delay / 2, "the dispatch waited for a reply")
         let inFlight = rig.driver.clients.filter { $0.hasPendingRequest }.count
         #expect(inFlight == 2, "two writes, one on each connection")

@@ -43,8 +43,7 @@ final class FakeCell: ControlledCell, @unchecked Sendable {
         state.withLock { state in
             state.requests.append(request)
             var reply = ControllerReply(ticket: UInt64(state.requests.count))
-            let unit = state.snapshot.unit
-            var changed = unit
+            var changed = state.snapshot.unit
             switch request {
             case .command(let command):
                 if case .failure(let refusal) = changed.command(command, causeGone: true) { reply.refusal = refusal }
