@@ -102,6 +102,10 @@ public struct ShiftReport: Sendable, Equatable {
     /// The ledger's head at the end (count, hash of the last entry).
     public var ledgerHead = Checkpoint.genesis
     public var periods: UInt64 = 0
+    /// Model steps advanced in closed form (skipped) and run one by one (`CellModels`); not compared: the stepped
+    /// reference runs them all.
+    public var modelStepsSkipped: UInt64 = 0
+    public var modelStepsRun: UInt64 = 0
 
     public static func == (a: ShiftReport, b: ShiftReport) -> Bool {
         var a = a
@@ -138,6 +142,9 @@ public struct ShiftReport: Sendable, Equatable {
                 .map { "\($0.rawValue) \(injected[$0])/\(seen[$0])" }.joined(separator: ", "),
         ]
         if injected.total == 0 { lines[lines.count - 1] = "faults: none injected" }
+        let modelSteps = modelStepsSkipped + modelStepsRun
+        lines.append(
+            "model steps: \(modelStepsRun) run, \(modelStepsSkipped) skipped in closed form (\(String(format: "%.1f", modelSteps == 0 ? 0 : 100 * Double(modelStepsSkipped) / Double(modelSteps))) %)")
         if includeWallTime {
             lines.append(
                 "wall time: \(String(format: "%.2f", Double(wallNanoseconds) / 1e9)) s, speed-up \(String(format: "%.0f", speedUp))× real time"
@@ -902,6 +909,8 @@ public final class VirtualShift {
                 "the ledger holds \(count - initialLedgerCount) new entries, the run appended \(recorded.count)")
         }
         report.meanCycleSeconds = cycleCount == 0 ? 0 : cycleSum / Double(cycleCount)
+        report.modelStepsSkipped = models.skippedSteps
+        report.modelStepsRun = models.runSteps
         if crashedUntil == nil { report.oee = controller.unit.oeeResult }
     }
 }

@@ -44,6 +44,14 @@ struct Feeder {
         }
     }
 
+    /// Steps of `stepNanoseconds` that end before this feeder's next item arrives (`.max` when none is due: an item
+    /// waits, or the feeder is starved with its refill time spent).
+    func stepsBeforeArrival(stepNanoseconds: UInt64) -> UInt64 {
+        guard lotAtPickPoint == nil else { return .max }
+        if refillRemainingNanoseconds == 0 { return starved ? .max : 0 }
+        return (refillRemainingNanoseconds - 1) / stepNanoseconds
+    }
+
     mutating func pick(refillNanoseconds: UInt64) -> UInt32? {
         guard let lot = lotAtPickPoint else { return nil }
         lotAtPickPoint = nil
@@ -262,6 +270,13 @@ public final class CellWorld: ArmToolWorld {
         timeNanoseconds &+= elapsed
         ledFeeder.advance(byNanoseconds: elapsed, random: &random)
         lensFeeder.advance(byNanoseconds: elapsed, random: &random)
+    }
+
+    /// Steps of `stepNanoseconds` that end before a feeder presents its next item (see `Feeder.stepsBeforeArrival`):
+    /// `advance` over fewer steps changes nothing but time and the refill timers. Does not allocate.
+    public func stepsBeforeFeederEvent(stepNanoseconds: UInt64) -> UInt64 {
+        min(ledFeeder.stepsBeforeArrival(stepNanoseconds: stepNanoseconds),
+            lensFeeder.stepsBeforeArrival(stepNanoseconds: stepNanoseconds))
     }
 
     /// The location `arm` is at with its joints at `jointPositionsRadians`: the first teach location whose every

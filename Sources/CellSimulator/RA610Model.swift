@@ -313,6 +313,180 @@ public final class RA610Model: ModbusDevice {
         }
     }
 
+    // MARK: Skipping quiet steps (the exact model)
+
+    /// Margin kept from every threshold when a skip is judged from continuous bounds (following error, travel stops,
+    /// IN_MOTION while a tool runs), rad or rad/s: a value this close to a threshold is left to `step()`, which
+    /// decides it on the 4 kHz grid as the datasheet's controller does.
+    static let skipMargin = 1e-9
+    /// Steps a controlled stop's last joint is left to `step()` before it comes to rest: its stop step is computed
+    /// from |v| / (a·dt), and near a whole number rounding could put it one step either side.
+    static let stopStepMargin = 1e-6
+
+    /// How many of the next steps (at most `limit`) are quiet: `step()` would change no discrete state in them (no
+    /// enable, stream, stop, fault, watchdog, tool, travel-stop or following-error event, no glue flowing), so
+    /// `skip(steps:)` may advance them in closed form. 0: the next step holds an event and must be run by `step()`.
+    /// Conservative: it may answer fewer steps than are quiet, never more. Does not allocate. Thread: the owner.
+    public func quietSteps(limit: Int) -> Int {
+        guard limit > 0 else { return 0 }
+        let now = timeNanoseconds
+        let dt = Self.stepNanoseconds
+        var quiet = UInt64(limit)
+        // The step-start logic of `step()`: quiet only where none of its branches would fire.
+        if !world.safetyChainClosed && !estop { return 0 }
+        let command = commandWord
+        let enableBit = command & RA610CommandBit.enable != 0
+        let stopBit = command & RA610CommandBit.stop != 0
+        let streamBit = command & RA610CommandBit.stream != 0
+        if (!enableBit && !enableArmed) || (!stopBit && heldForStop) { return 0 }
+        let faulted = latchedFault != 0 || estop
+        switch servo {
+        case .off:
+            if enableBit && enableArmed && !faulted { return 0 }
+        case .enabling(let readyAt):
+            if !enableBit || faulted || now >= readyAt { return 0 }
+            quiet = min(quiet, (readyAt - now + dt - 1) / dt)
+        case .on:
+            if !enableBit && motion != .decelerating(servosOff: true) { return 0 }
+            if stopBit && !heldForStop && motion == .tracking { return 0 }
+            if streaming != streamBit {
+                if streaming { return 0 }
+                if !stopBit && !faulted && motion != .decelerating(servosOff: true) { return 0 }
+            }
+        }
+        if streaming {
+            let watchdog = UInt64(holding[RA610Register.watchdogMilliseconds]) * 1_000_000
+            let deadline = max(heartbeatChangeNanoseconds, streamingStartNanoseconds) + watchdog
+            if now > deadline { return 0 }
+            quiet = min(quiet, (deadline - now) / dt + 1)
+        }
+        // Glue flows step by step while the arm moves: dispensing is stepped.
+        if dispensing { return 0 }
+        if toolBusy {
+            if !toolMayRun || now + dt >= toolEndNanoseconds { return 0 }
+            quiet = min(quiet, (toolEndNanoseconds - now - 1) / dt)
+        }
+        guard servo == .on else { return Int(quiet) }
+        switch motion {
+        case .tracking:
+            return trackingStaysQuiet(from: now, to: now + quiet * dt) ? Int(quiet) : 0
+        case .decelerating:
+            return Int(min(quiet, decelerationQuietSteps()))
+        }
+    }
+
+    /// Advances `steps` quiet steps (see `quietSteps(limit:)`) in closed form: what `steps` calls of `step()` would
+    /// do, to rounding. Thread: the owner.
+    public func skip(steps: Int) {
+        assert(steps >= 0 && steps <= quietSteps(limit: steps), "RA610Model \(name).skip: \(steps) steps are not all quiet")
+        let start = timeNanoseconds
+        let end = start + UInt64(steps) * Self.stepNanoseconds
+        let motionBefore = motion
+        let servoBefore = servo
+        integrate(from: start, to: end)
+        timeNanoseconds = end
+        assert(motion == motionBefore && servo == servoBefore, "RA610Model \(name).skip: a controlled stop ended")
+    }
+
+    /// While tracking: over the whole span no step would see a following error, a travel stop, or (a tool running)
+    /// IN_MOTION. Judged from the closed form's exact extremes on each piece of the reference ramp (while it ramps,
+    /// then at the setpoint), with `skipMargin`.
+    private func trackingStaysQuiet(from start: UInt64, to end: UInt64) -> Bool {
+        let split = min(max(rampEndNanoseconds, start), end)
+        var p = positions
+        var v = velocities
+        func pieceStaysQuiet(reference: SIMD8<Double>, slope: SIMD8<Double>, seconds: Double) -> Bool {
+            let decayAtEnd = exp(-RA610Limits.servoNaturalFrequencyRadiansPerSecond * seconds)
+            for j in 0..<Self.jointCount {
+                let extremes = Self.trackingExtremes(
+                    position: p[j], velocity: v[j], reference: reference[j], slope: slope[j], seconds: seconds,
+                    decayAtEnd: decayAtEnd)
+                if extremes.maximumAbsoluteError > RA610Limits.followingErrorRadians - Self.skipMargin
+                    || extremes.minimumPosition <= minimumPositions[j] + Self.skipMargin
+                    || extremes.maximumPosition >= maximumPositions[j] - Self.skipMargin
+                    || (toolBusy
+                        && extremes.maximumAbsoluteVelocity
+                            >= RA610Limits.inMotionVelocityRadiansPerSecond - Self.skipMargin)
+                {
+                    return false
+                }
+            }
+            return true
+        }
+        if split > start {
+            let reference = referenceVector(at: start)
+            let slope = rampSlopeVector()
+            let seconds = Double(split - start) / 1e9
+            guard pieceStaysQuiet(reference: reference, slope: slope, seconds: seconds) else { return false }
+            trackExactly(&p, &v, referenceAtStart: reference, slope: slope, seconds: seconds)
+        }
+        if end > split {
+            guard pieceStaysQuiet(reference: setpoints, slope: SIMD8<Double>(), seconds: Double(end - split) / 1e9)
+            else { return false }
+        }
+        return true
+    }
+
+    /// The exact ranges over [0, `seconds`] of the servo's tracking error e = x − r, its position x and its velocity,
+    /// starting at (`position`, `velocity`) and tracking r(t) = `reference` + `slope`·t (the closed form of
+    /// `trackExactly`, travel stops aside): e(t) = −2s/ωn + (A + Bt)·e^(−ωn t) and x'(t) = s + (C − ωn·B·t)·e^(−ωn t)
+    /// with C = B − ωn·A, so each has at most one interior extremum (at t = C/(ωn·B) and t = (B + C)/(ωn·B)). The
+    /// position range adds the error's range to the reference's, so it may be wider than the truth, never narrower.
+    /// `decayAtEnd` is e^(−ωn·seconds), the same for every joint.
+    static func trackingExtremes(
+        position: Double, velocity: Double, reference: Double, slope: Double, seconds: Double, decayAtEnd: Double
+    ) -> (maximumAbsoluteError: Double, minimumPosition: Double, maximumPosition: Double,
+            maximumAbsoluteVelocity: Double)
+    {
+        let wn = RA610Limits.servoNaturalFrequencyRadiansPerSecond
+        let particular = -2 * slope / wn
+        let a = position - reference - particular
+        let b = (velocity - slope) + wn * a
+        let c = b - wn * a
+        func error(_ t: Double, _ decay: Double) -> Double { particular + (a + b * t) * decay }
+        func speed(_ t: Double, _ decay: Double) -> Double { abs(slope + (c - wn * b * t) * decay) }
+        let errorAtStart = error(0, 1)
+        let errorAtEnd = error(seconds, decayAtEnd)
+        var lowError = min(errorAtStart, errorAtEnd)
+        var highError = max(errorAtStart, errorAtEnd)
+        var fastest = max(speed(0, 1), speed(seconds, decayAtEnd))
+        if b != 0 {
+            let errorTurn = c / (wn * b)
+            if errorTurn > 0 && errorTurn < seconds {
+                let turn = error(errorTurn, exp(-wn * errorTurn))
+                lowError = min(lowError, turn)
+                highError = max(highError, turn)
+            }
+            let speedTurn = (b + c) / (wn * b)
+            if speedTurn > 0 && speedTurn < seconds { fastest = max(fastest, speed(speedTurn, exp(-wn * speedTurn))) }
+        }
+        let end = reference + slope * seconds
+        return (
+            max(abs(lowError), abs(highError)), min(reference, end) + lowError, max(reference, end) + highError, fastest
+        )
+    }
+
+    /// While decelerating: the steps before the one in which the last moving joint comes to rest (that step ends the
+    /// stop: servos off or hold), or 0 when a joint would reach a travel stop on its way to rest.
+    private func decelerationQuietSteps() -> UInt64 {
+        let stepSeconds = Double(Self.stepNanoseconds) / 1e9
+        var lastStopStep = 0.0
+        for j in 0..<Self.jointCount {
+            let v = velocities[j]
+            let a = decelerations[j]
+            let rest = positions[j] + v * abs(v) / (2 * a)
+            if min(positions[j], rest) <= minimumPositions[j] + Self.skipMargin
+                || max(positions[j], rest) >= maximumPositions[j] - Self.skipMargin
+            {
+                return 0
+            }
+            // `step()` stops the joint in the first step that starts with |v| ≤ a·dt: step ⌈|v|/(a·dt) − 1⌉.
+            lastStopStep = max(lastStopStep, abs(v) / (a * stepSeconds) - 1)
+        }
+        let quiet = (lastStopStep - Self.stopStepMargin).rounded(.up)
+        return quiet <= 0 ? 0 : UInt64(quiet)
+    }
+
     // MARK: Motion
 
     /// Servos on and holding still where the arm is.
@@ -621,7 +795,7 @@ public final class RA610Model: ModbusDevice {
 
     private var uptimeMilliseconds: UInt32 { UInt32(truncatingIfNeeded: timeNanoseconds / 1_000_000) }
 
-    private static func word(ofMicro value: Double, high: Bool) -> UInt16 {
+    fileprivate static func word(ofMicro value: Double, high: Bool) -> UInt16 {
         let micro = (value * 1e6).rounded()
         let clamped = Int32(max(min(micro, Double(Int32.max)), Double(Int32.min)))
         let bits = UInt32(bitPattern: clamped)
@@ -651,13 +825,44 @@ public final class RA610Model: ModbusDevice {
     }
 
     private func readHolding(address: Int, into values: UnsafeMutableBufferPointer<UInt16>) {
+        var joints = JointWords()
         for i in 0..<values.count {
             let a = address + i
             if a >= RA610Register.statusMirror {
-                values[i] = inputRegister(a - RA610Register.statusMirror)
+                values[i] = inputRegister(a - RA610Register.statusMirror, joints: &joints)
             } else {
                 values[i] = Self.isReserved(a) ? 0 : holding[a]
             }
+        }
+    }
+
+    /// The joint blocks of the input registers (positions, velocities; 12 words each), converted once per read:
+    /// a status read (the driver's 0x17 reads 40 registers every period) would otherwise round every joint twice.
+    private struct JointWords {
+        var positions: InlineArray<12, UInt16>?
+        var velocities: InlineArray<12, UInt16>?
+
+        static func words(_ vector: SIMD8<Double>) -> InlineArray<12, UInt16> {
+            var words = InlineArray<12, UInt16>(repeating: 0)
+            for j in 0..<RA610Model.jointCount {
+                words[2 * j] = RA610Model.word(ofMicro: vector[j], high: true)
+                words[2 * j + 1] = RA610Model.word(ofMicro: vector[j], high: false)
+            }
+            return words
+        }
+    }
+
+    /// Input register `address` (as `inputRegister(_:)`), the joint blocks taken from `joints` (filled on first use).
+    private func inputRegister(_ address: Int, joints: inout JointWords) -> UInt16 {
+        switch address {
+        case RA610Register.actualPosition..<(RA610Register.actualPosition + 12):
+            if joints.positions == nil { joints.positions = JointWords.words(positions) }
+            return joints.positions![address - RA610Register.actualPosition]
+        case RA610Register.actualVelocity..<(RA610Register.actualVelocity + 12):
+            if joints.velocities == nil { joints.velocities = JointWords.words(velocities) }
+            return joints.velocities![address - RA610Register.actualVelocity]
+        default:
+            return inputRegister(address)
         }
     }
 
@@ -745,7 +950,8 @@ public final class RA610Model: ModbusDevice {
             readHolding(address: address, into: values)
         case .inputRegisters:
             guard inputReadable(address, values.count) else { return .illegalDataAddress }
-            for i in 0..<values.count { values[i] = inputRegister(address + i) }
+            var joints = JointWords()
+            for i in 0..<values.count { values[i] = inputRegister(address + i, joints: &joints) }
         case .coils, .discreteInputs:
             return .illegalFunction
         }

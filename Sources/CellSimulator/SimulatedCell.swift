@@ -83,9 +83,39 @@ public final class CellModels {
         timeNanoseconds += Self.stepNanoseconds
     }
 
-    /// Steps every model until model time reaches `nanoseconds` (whole steps).
+    /// The reference model: every model is stepped at 4 kHz (`step()`), no quiet step is skipped. The exact model
+    /// (false, the default) must agree with it (the exact-vs-stepped test); `lampsim shift --stepped` and `make bench`
+    /// time it. Set before the first advance. Thread: the owner.
+    public var stepsEveryTick = false
+
+    /// Steps of quiet skipped and steps run, since the start (how much work the exact model saved). Thread: the owner.
+    public private(set) var skippedSteps: UInt64 = 0
+    public private(set) var runSteps: UInt64 = 0
+
+    /// Steps that no model has an event in, from now (at most `limit`): every model may skip them at once.
+    public func quietSteps(limit: Int) -> Int {
+        var quiet = station.quietSteps(limit: limit)
+        for arm in arms where quiet > 0 { quiet = arm.quietSteps(limit: quiet) }
+        return quiet
+    }
+
+    /// Advances every model until model time reaches `nanoseconds` (whole steps): the steps in which no model has an
+    /// event at once (`quietSteps`/`skip`, in closed form), each step holding an event by `step()`, so every event
+    /// happens at the 4 kHz step it happens at in the reference. Does not allocate. Thread: the owner.
     public func advance(toNanoseconds nanoseconds: UInt64) {
-        while timeNanoseconds + Self.stepNanoseconds <= nanoseconds { step() }
+        while timeNanoseconds + Self.stepNanoseconds <= nanoseconds {
+            let remaining = Int((nanoseconds - timeNanoseconds) / Self.stepNanoseconds)
+            let quiet = stepsEveryTick ? 0 : quietSteps(limit: remaining)
+            if quiet > 0 {
+                for arm in arms { arm.skip(steps: quiet) }
+                station.skip(steps: quiet)
+                timeNanoseconds += UInt64(quiet) * Self.stepNanoseconds
+                skippedSteps += UInt64(quiet)
+            } else {
+                step()
+                runSteps += 1
+            }
+        }
     }
 }
 

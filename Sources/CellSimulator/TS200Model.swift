@@ -207,6 +207,56 @@ public final class TS200Model: ModbusDevice {
         }
     }
 
+    // MARK: Skipping quiet steps (the exact model)
+
+    /// Steps of a timer that has `remaining` ns left before its event: the steps that end before it fires.
+    private static func stepsBefore(_ remaining: UInt64?) -> UInt64 {
+        guard let remaining else { return .max }
+        return remaining == 0 ? 0 : (remaining - 1) / stepNanoseconds
+    }
+
+    /// How many of the next steps (at most `limit`) are quiet: `step()` would change nothing but time in them (no clamp,
+    /// conveyor or test ends, no test aborts, no feeder refill), so `skip(steps:)` may advance them at once. 0: the next
+    /// step holds an event and must be run by `step()`. Constant-time; does not allocate. Thread: the owner.
+    public func quietSteps(limit: Int) -> Int {
+        guard limit > 0 else { return 0 }
+        let safetyOK = world.safetyChainClosed
+        var quiet = min(UInt64(limit), world.stepsBeforeFeederEvent(stepNanoseconds: Self.stepNanoseconds))
+        if faultCode != FaultCode.clampFault.rawValue { quiet = min(quiet, Self.stepsBefore(clampMotionRemainingNanoseconds)) }
+        if safetyOK, faultCode != FaultCode.infeedJam.rawValue {
+            quiet = min(quiet, Self.stepsBefore(infeedRemainingNanoseconds))
+        }
+        if safetyOK, !world.outfeedBlocked { quiet = min(quiet, Self.stepsBefore(outfeedRemainingNanoseconds)) }
+        if !safetyOK || faultCode == FaultCode.testerFault.rawValue {
+            // A running test aborts at the next step.
+            if leakTestRemainingNanoseconds != nil || lightTestRemainingNanoseconds != nil { return 0 }
+        } else {
+            quiet = min(quiet, Self.stepsBefore(leakTestRemainingNanoseconds))
+            quiet = min(quiet, Self.stepsBefore(lightTestRemainingNanoseconds))
+        }
+        return Int(quiet)
+    }
+
+    /// Advances `steps` quiet steps (see `quietSteps(limit:)`) at once: exactly what `steps` calls of `step()` would
+    /// do. Thread: the owner.
+    public func skip(steps: Int) {
+        assert(steps >= 0 && steps <= quietSteps(limit: steps), "TS200Model.skip: \(steps) steps are not all quiet")
+        let elapsed = UInt64(steps) * Self.stepNanoseconds
+        timeNanoseconds &+= elapsed
+        world.advance(byNanoseconds: elapsed)
+        let safetyOK = world.safetyChainClosed
+        func run(_ remaining: inout UInt64?) {
+            if let left = remaining { remaining = left - elapsed }
+        }
+        if faultCode != FaultCode.clampFault.rawValue { run(&clampMotionRemainingNanoseconds) }
+        if safetyOK, faultCode != FaultCode.infeedJam.rawValue { run(&infeedRemainingNanoseconds) }
+        if safetyOK, !world.outfeedBlocked { run(&outfeedRemainingNanoseconds) }
+        if safetyOK, faultCode != FaultCode.testerFault.rawValue {
+            run(&leakTestRemainingNanoseconds)
+            run(&lightTestRemainingNanoseconds)
+        }
+    }
+
     // MARK: Values
 
     /// The current value of coil `coil`.
