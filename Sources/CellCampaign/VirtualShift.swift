@@ -25,6 +25,9 @@ public struct ShiftConfiguration: Sendable {
     /// Virtual length of the shift, ns.
     public var durationNanoseconds: UInt64
     public var faults = FaultSchedule()
+    /// Step every device model at 4 kHz (`CellModels.stepsEveryTick`, the reference) instead of skipping quiet steps.
+    /// The report is the same either way (the exact-vs-stepped test); only the wall time differs.
+    public var steppedModels = false
     /// Share of housings with a hidden defect.
     public var defectRate = 0.02
     /// The ledger file; nil: a fresh file in a temporary directory, removed at the end.
@@ -276,6 +279,7 @@ public final class VirtualShift {
             cell: configuration.cell, recipes: configuration.recipes, settings: configuration.settings, seed: cellSeed,
             defectRate: configuration.defectRate, reconnect: configuration.reconnect,
             stationConnections: configuration.stationConnections, serials: { allocator.take() })
+        cell.models.stepsEveryTick = configuration.steppedModels
         let compiled = cell.compiledRecipes
         faultHistorySeen = Array(repeating: 0, count: cell.models.arms.count)
 

@@ -23,6 +23,8 @@ import Modbus
 ///   e-stop uses at least that, more only if a joint runs faster than its max velocity, so it ends within 300 ms.
 /// - A tool request that cannot run (not ENABLED, in motion, fault) ends ERROR with `tool_result` 0 and leaves
 ///   HOLDING_PART unchanged. A request with command NONE ends DONE at once with result 0 and does not call the world.
+/// - A write that clears STREAM (or sets STOP) ends streaming before its `target[]` is looked at: a target it
+///   changes is stored, not followed.
 /// - After a controlled stop the setpoint stays the last accepted one (IN_POSITION tells whether the arm reached it);
 ///   after a STOP-bit stop or on enabling, the setpoint is where the arm holds.
 public final class RA610Model: ModbusDevice {
@@ -56,6 +58,8 @@ public final class RA610Model: ModbusDevice {
 
     // MARK: Holding registers (0..27)
 
+    /// Holding registers 0..27. (An `InlineArray<28, UInt16>` here made seed 1's shift breach liveness with Swift 6.3.1
+    /// in release builds, the same code with an `Array` does not: kept an `Array`, written back once per write.)
     private var holding = [UInt16](repeating: 0, count: RA610Register.holdingCount)
 
     // MARK: Servo and motion state
@@ -144,6 +148,7 @@ public final class RA610Model: ModbusDevice {
         }
         minimumPositions = minimum
         maximumPositions = maximum
+        assert(holding.count == RA610Register.holdingCount, "RA610Model: the holding table has the datasheet's size")
         holding[RA610Register.watchdogMilliseconds] = RA610Limits.watchdogMillisecondsDefault
         holding[RA610Register.streamPeriodMicroseconds] = RA610Limits.streamPeriodMicrosecondsDefault
         for j in 0..<Self.jointCount {
@@ -396,6 +401,12 @@ public final class RA610Model: ModbusDevice {
         var p = positions
         var v = velocities
         func pieceStaysQuiet(reference: SIMD8<Double>, slope: SIMD8<Double>, seconds: Double) -> Bool {
+            if Self.trackingStaysQuietForAnyDuration(
+                positions: p, velocities: v, reference: reference, slope: slope, seconds: seconds,
+                minimum: minimumPositions, maximum: maximumPositions, toolBusy: toolBusy)
+            {
+                return true
+            }
             let decayAtEnd = exp(-RA610Limits.servoNaturalFrequencyRadiansPerSecond * seconds)
             for j in 0..<Self.jointCount {
                 let extremes = Self.trackingExtremes(
@@ -423,6 +434,37 @@ public final class RA610Model: ModbusDevice {
         if end > split {
             guard pieceStaysQuiet(reference: setpoints, slope: SIMD8<Double>(), seconds: Double(end - split) / 1e9)
             else { return false }
+        }
+        return true
+    }
+
+    /// The cheap test first, every joint at once: bounds that hold for all t ≥ 0 and need no exponential, from
+    /// |(A + Bt)·e^(−ωn t)| ≤ |A| + |B|/(e·ωn) and |(C − ωn·B·t)·e^(−ωn t)| ≤ |C| + |B|/e (t·e^(−ωn t) ≤ 1/(e·ωn)).
+    /// True: no step of the piece sees a following error, a travel stop or (a tool running) IN_MOTION. False: the
+    /// exact extremes decide.
+    static func trackingStaysQuietForAnyDuration(
+        positions p: SIMD8<Double>, velocities v: SIMD8<Double>, reference r0: SIMD8<Double>, slope s: SIMD8<Double>,
+        seconds: Double, minimum: SIMD8<Double>, maximum: SIMD8<Double>, toolBusy: Bool
+    ) -> Bool {
+        let wn = RA610Limits.servoNaturalFrequencyRadiansPerSecond
+        let particular = -2 * s / wn
+        let a = p - r0 - particular
+        let b = (v - s) + wn * a
+        let c = b - wn * a
+        func magnitude(_ x: SIMD8<Double>) -> SIMD8<Double> { x.replacing(with: -x, where: x .< 0) }
+        let decayingBound = magnitude(a) + magnitude(b) / (M_E * wn)
+        let errorBound = magnitude(particular) + decayingBound
+        let end = r0 + s * seconds
+        let lowest = r0.replacing(with: end, where: end .< r0) + particular - decayingBound
+        let highest = r0.replacing(with: end, where: end .> r0) + particular + decayingBound
+        let speedBound = magnitude(s) + magnitude(c) + magnitude(b) / M_E
+        for j in 0..<jointCount {
+            if errorBound[j] > RA610Limits.followingErrorRadians - skipMargin
+                || lowest[j] <= minimum[j] + skipMargin || highest[j] >= maximum[j] - skipMargin
+                || (toolBusy && speedBound[j] >= RA610Limits.inMotionVelocityRadiansPerSecond - skipMargin)
+            {
+                return false
+            }
         }
         return true
     }
@@ -910,19 +952,36 @@ public final class RA610Model: ModbusDevice {
         let oldHeartbeat = holding[RA610Register.heartbeat]
         let oldRequestID = holding[RA610Register.toolRequestID]
         var targetChanged = false
+        var registers = holding
         for i in 0..<values.count {
             let a = address + i
             if Self.isReserved(a) { continue }
-            if a >= RA610Register.target && holding[a] != values[i] { targetChanged = true }
-            holding[a] = values[i]
+            if a >= RA610Register.target && registers[a] != values[i] { targetChanged = true }
+            registers[a] = values[i]
         }
+        holding = registers
         let command = holding[RA610Register.command]
         if command & RA610CommandBit.enable == 0 { enableArmed = true }
         if oldCommand & RA610CommandBit.reset == 0 && command & RA610CommandBit.reset != 0 { resetEdge() }
         if holding[RA610Register.heartbeat] != oldHeartbeat { heartbeatChangeNanoseconds = timeNanoseconds }
+        leaveStreamingIfCommanded()
         if targetChanged && streaming { acceptSetpoint(at: timeNanoseconds) }
         let requestID = holding[RA610Register.toolRequestID]
         if requestID != oldRequestID { startToolRequest(id: requestID) }
+    }
+
+    /// The datasheet: clearing STREAM, or setting STOP, leaves streaming at once (the status read by the same 0x17
+    /// already shows STREAMING clear), so it acts at the write, before the write's `target[]` is looked at: a target
+    /// changed by that write is stored, not followed. STOP also begins its controlled stop here, exactly as the next
+    /// `step()` would (writes land between steps).
+    private func leaveStreamingIfCommanded() {
+        guard streaming else { return }
+        let command = commandWord
+        if command & RA610CommandBit.stop != 0 && !heldForStop && motion == .tracking {
+            beginControlledStop(servosOff: false)
+        } else if command & RA610CommandBit.stream == 0 {
+            streaming = false
+        }
     }
 
     // MARK: ModbusDevice

@@ -124,6 +124,9 @@ struct VirtualOptions: ParsableArguments {
     @Flag(help: "Inject no faults (a clean shift).")
     var noFaults = false
 
+    @Flag(help: "Step every device model at 4 kHz (the reference the exact models are tested against; slower).")
+    var stepped = false
+
     func validate() throws {
         guard hours > 0, hours <= 1000 else { throw ValidationError("--hours \(hours): must be in (0, 1000]") }
         guard (0...1).contains(defectRate) else {
@@ -136,6 +139,7 @@ struct VirtualOptions: ParsableArguments {
             cellPath: cell, recipePaths: [recipe], seed: seed, durationNanoseconds: UInt64(hours * 3.6e12))
         configuration.defectRate = defectRate
         if noFaults { configuration.faults = .none }
+        configuration.steppedModels = stepped
         return configuration
     }
 
@@ -146,6 +150,7 @@ struct VirtualOptions: ParsableArguments {
         if recipe != "Hardware/recipes/left.toml" { words += ["--recipe", recipe] }
         if defectRate != 0.02 { words += ["--defect-rate", "\(defectRate)"] }
         if noFaults { words.append("--no-faults") }
+        if stepped { words.append("--stepped") }
         return words.joined(separator: " ")
     }
 }

@@ -39,6 +39,20 @@ struct VirtualShiftTests {
         #expect(other != first)
     }
 
+    @Test("The exact models and the 4 kHz stepped reference give the same shift: the same report and the same ledger")
+    func exactEqualsStepped() throws {
+        let exact = try VirtualShift(configuration: configuration(seed: 21, minutes: 3)).run()
+        var stepped = try configuration(seed: 21, minutes: 3)
+        stepped.steppedModels = true
+        let reference = try VirtualShift(configuration: stepped).run()
+        #expect(exact.injected.total > 0 && exact.lampsOK > 0)
+        #expect(exact == reference)
+        #expect(exact.ledgerHead == reference.ledgerHead)
+        #expect(reference.modelStepsSkipped == 0)
+        #expect(exact.modelStepsSkipped > 4 * exact.modelStepsRun)
+        #expect(exact.modelStepsSkipped + exact.modelStepsRun == reference.modelStepsRun)
+    }
+
     @Test("A shift without faults makes lamps at about the recipe's cycle time, OEE near 1")
     func cleanShift() throws {
         let minutes = 5.0

@@ -335,6 +335,31 @@ struct RA610MotionTests {
         #expect(arm.has(RA610StatusBit.enabled) && arm.faultCode == 0, "no watchdog while not streaming")
     }
 
+    @Test("Clearing STREAM, or setting STOP, leaves streaming at once: the status read by the same 0x17 shows it")
+    func streamingEndsAtTheWrite() {
+        for bits in [enable, enable | RA610CommandBit.stream | RA610CommandBit.stop] {
+            let arm = ArmHarness()
+            arm.startStreaming()
+            arm.stream(periods: 5) { k in [0.01 * Double(k), 0, 0, 0, 0, 0] }
+            let lastSetpoint = arm.model.setpointsRadians[0]
+            var block = arm.holding(0, RA610Register.holdingCount)
+            block[RA610Register.command] = bits
+            // The same write moves target[] by 1 rad: streaming has ended, so it is stored, not followed (as a
+            // setpoint it would latch SETPOINT_JUMP).
+            let moved = ArmHarness.encode(radians: [lastSetpoint + 1, 0, 0, 0, 0, 0])
+            block.replaceSubrange(RA610Register.target..<(RA610Register.target + 12), with: moved)
+            let reply = arm.writeAndRead(0, block, RA610Register.statusMirror, 1)
+            #expect(reply.exception == nil)
+            #expect(reply.values[0] & RA610StatusBit.streaming == 0, "command \(bits): STREAMING still set in the reply")
+            #expect(reply.values[0] & RA610StatusBit.enabled != 0)
+            arm.run(milliseconds: 300)
+            #expect(arm.faultCode == 0 && !arm.has(RA610StatusBit.streaming) && !arm.has(RA610StatusBit.inMotion))
+            if bits & RA610CommandBit.stop == 0 {
+                #expect(abs(arm.model.actualPositionsRadians[0] - lastSetpoint) < 0.001, "settles at the last setpoint")
+            }
+        }
+    }
+
     @Test("STOP: leaves streaming, decelerates, holds with servos on; streaming resumes when STOP clears")
     func stopBit() {
         let arm = ArmHarness()
