@@ -640,9 +640,10 @@ public final class VirtualShift {
             let enabled = FaultKind.background.filter { configuration.faults.kinds.contains($0) }
             if !enabled.isEmpty, crashedUntil == nil {
                 let kind = enabled[Int.random(in: 0..<enabled.count, using: &backgroundRandom)]
-                // Corrupted values are caught by the RA-610's plausibility check; the TS-200's datasheet gives its
-                // driver nothing to check them against, so they go to arms only.
-                let devices = kind == .corruptedValues ? models.arms.count : linkCount
+                // Corrupted values (the first data word of a read reply set to 0xFFFF) are caught by the drivers'
+                // plausibility checks, the RA-610's and the TS-200's (the station's first connection reads the
+                // discrete inputs or the input registers first in a period: both are checked).
+                let devices = linkCount
                 let device = Int.random(in: 0..<devices, using: &backgroundRandom)
                 let target = cell.transport(ofDevice: device)
                 if target.pendingFault == nil, let fault = kind.linkFault {

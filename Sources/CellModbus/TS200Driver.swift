@@ -11,6 +11,47 @@ public enum TS200Registers {
     public static let variantAddress = 0
 }
 
+/// What the driver accepts from a TS-200 as a plausible reply, from the datasheet alone (as `RA610Plausibility` for
+/// the arms): Modbus TCP has no checksum, so a well-framed reply with corrupted values can only be told by values the
+/// datasheet says a station never reports. Such a reply fails the exchange like bad data (`DeviceLink.state ==
+/// .badData`, `detail == implausibleReplyDetail`) and the last good values stay. Counts, results, lots and uptime may
+/// take any value and are not checked. Thread: any (constants).
+public enum TS200Plausibility {
+    /// `status` bits 0 (READY) and 1 (FAULT) are defined; the others are never set.
+    public static let definedStatusBits: UInt16 = 0x0003
+    /// READY and FAULT together: READY means no fault.
+    public static let readyAndFault: UInt16 = 0x0003
+    /// `status` bit 1 FAULT.
+    public static let faultBit: UInt16 = 0x0002
+    /// `fault_code`: 0 none, or one of the datasheet's three codes (consecutive, so a range: no set to build on the
+    /// heap at first use on the control thread); FAULT is set exactly when it is not 0.
+    public static let faultCodes: ClosedRange<UInt16> = StationFaultCode.infeedJam...StationFaultCode.testerFault
+    /// Input register 7 is reserved: "reserved addresses inside a table read as 0".
+    public static let reservedRegister = 7
+    /// SAFETY_OK means "e-stop chain closed and guard door closed": never together with ESTOP_PRESSED or GUARD_OPEN.
+    public static let contradictsSafetyOK = StationSignals.estopPressed.union(.guardOpen)
+    /// `DeviceLink.detail` of an exchange whose reply was rejected as implausible (the arms' value).
+    public static let implausibleReplyDetail = RA610Plausibility.implausibleReplyDetail
+
+    /// True when `signals` (the discrete inputs) hold no contradiction: SAFETY_OK with a pressed e-stop or an open
+    /// guard, or FIXTURE_CLAMPED ("clamp closed on a part") without PART_IN_FIXTURE.
+    public static func plausible(_ signals: StationSignals) -> Bool {
+        if signals.contains(.safetyOK) && !signals.isDisjoint(with: contradictsSafetyOK) { return false }
+        if signals.contains(.fixtureClamped) && !signals.contains(.partInFixture) { return false }
+        return true
+    }
+
+    /// True when input registers 0..15 in `r` hold values a TS-200 reports: defined status bits only, not READY and
+    /// FAULT together, a known fault code that agrees with FAULT, the reserved register 0.
+    public static func plausible(registers r: UnsafeMutableBufferPointer<UInt16>) -> Bool {
+        let status = r[0]
+        let faultCode = r[1]
+        return status & ~definedStatusBits == 0 && status & readyAndFault != readyAndFault
+            && (faultCode == 0 || faultCodes.contains(faultCode)) && (status & faultBit != 0) == (faultCode != 0)
+            && r[reservedRegister] == 0
+    }
+}
+
 /// Driver for the TS-200 station controller over Modbus, whatever the transport (libmodbus TCP in the plant, in
 /// memory in virtual time: the same code).
 ///
@@ -241,7 +282,7 @@ public final class TS200Driver: @unchecked Sendable {
         inFlight[index] = nil
         do throws(ModbusError) {
             try client.receive()
-            apply(transaction, connection: index)
+            try apply(transaction, connection: index)
             startNext(on: index)
         } catch {
             // The station's state is unknown now: the rest of the period is dropped, the next reads everything.
@@ -360,16 +401,20 @@ public final class TS200Driver: @unchecked Sendable {
         }
     }
 
-    /// Applies a completed transaction to the staged inputs.
-    private func apply(_ transaction: Transaction, connection index: Int) {
+    /// Applies a completed transaction to the staged inputs; a read whose values no TS-200 reports
+    /// (`TS200Plausibility`) throws `.badData` and stages nothing.
+    private func apply(_ transaction: Transaction, connection index: Int) throws(ModbusError) {
         let bits = bitBuffers[index]
         let r = registerBuffers[index]
+        let implausible = ModbusError.badData(errno: TS200Plausibility.implausibleReplyDetail)
         switch transaction {
         case .readSignals:
             var signals: UInt16 = 0
             for bit in 0..<TS200Registers.discreteInputCount where bits[bit] != 0 { signals |= 1 << bit }
+            guard TS200Plausibility.plausible(StationSignals(rawValue: signals)) else { throw implausible }
             staged.signals = StationSignals(rawValue: signals)
         case .readRegisters:
+            guard TS200Plausibility.plausible(registers: r) else { throw implausible }
             staged.statusWord = r[0]
             staged.faultCode = r[1]
             staged.leakTestCount = r[2]

@@ -45,6 +45,49 @@ struct VirtualCellTests {
         #expect(cell.image.armInputs[1].status.rawValue & ~RA610Plausibility.definedStatusBits == 0)
     }
 
+    @Test("a station reply with values no TS-200 reports is rejected by the driver's plausibility check")
+    func stationPlausibilityFailureIsCaught() throws {
+        let cell = try Self.connectedCell()
+        let before = cell.image.stationInputs
+        // Connection 0 reads the discrete inputs; corrupted, they read SAFETY_OK with ESTOP_PRESSED and GUARD_OPEN.
+        cell.stationTransports[0].pendingFault = .corruptedValues
+        cell.runPeriod()
+        let after = cell.image.stationInputs
+        #expect(after.link.state == .badData)
+        #expect(after.link.detail == TS200Plausibility.implausibleReplyDetail)
+        #expect(after.signals == before.signals, "the last good signals stay")
+        #expect(cell.stationTransports[0].faultCounts[.corruptedValues] == 1)
+        cell.runPeriod()
+        #expect(cell.image.stationInputs.link.state == .ok)
+        #expect(TS200Plausibility.plausible(cell.image.stationInputs.signals))
+    }
+
+    @Test("TS-200 plausibility: each datasheet rule rejects its contradiction and accepts what a station reports")
+    func stationPlausibilityRules() {
+        #expect(TS200Plausibility.plausible(StationSignals.safetyOK.union(.fixtureClamped).union(.partInFixture)))
+        #expect(TS200Plausibility.plausible(StationSignals.estopPressed.union(.guardOpen)))
+        #expect(!TS200Plausibility.plausible(StationSignals.safetyOK.union(.estopPressed)))
+        #expect(!TS200Plausibility.plausible(StationSignals.safetyOK.union(.guardOpen)))
+        #expect(!TS200Plausibility.plausible(StationSignals.fixtureClamped))
+        func registers(status: UInt16, fault: UInt16, reserved: UInt16 = 0) -> Bool {
+            var words = [UInt16](repeating: 0x1234, count: TS200Registers.inputRegisterCount)
+            words[0] = status
+            words[1] = fault
+            words[TS200Plausibility.reservedRegister] = reserved
+            return words.withUnsafeMutableBufferPointer { TS200Plausibility.plausible(registers: $0) }
+        }
+        #expect(registers(status: 1, fault: 0))
+        for code in [StationFaultCode.infeedJam, StationFaultCode.clampFault, StationFaultCode.testerFault] {
+            #expect(registers(status: 2, fault: code))
+            #expect(!registers(status: 1, fault: code), "a fault code without FAULT")
+        }
+        #expect(!registers(status: 2, fault: 0), "FAULT without a code")
+        #expect(!registers(status: 3, fault: StationFaultCode.clampFault), "READY and FAULT")
+        #expect(!registers(status: 0x0101, fault: 0), "an undefined status bit")
+        #expect(!registers(status: 2, fault: 0x1004), "an unknown fault code")
+        #expect(!registers(status: 1, fault: 0, reserved: 1), "the reserved register not 0")
+    }
+
     @Test("a reply with another transaction id is rejected by the client, which resyncs")
     func wrongTransactionIsCaught() throws {
         let cell = try Self.connectedCell()
@@ -69,8 +112,6 @@ struct VirtualCellTests {
                 (cell.stationTransports[0], { cell.image.stationInputs.link }),
             ]
             for (index, (transport, link)) in targets.enumerated() {
-                // The station's driver has no plausibility check: corrupted values pass there (see FaultKind).
-                if fault == .corruptedValues && index == 1 { continue }
                 transport.pendingFault = fault
                 cell.runPeriod()
                 #expect(link().state != .ok, "\(fault) on \(transport.peerDescription) was taken as a good reply")
