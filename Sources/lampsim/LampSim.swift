@@ -217,7 +217,7 @@ struct CampaignCommand: ParsableCommand {
     @Option(help: "Seeds run in parallel (threads).")
     var jobs = 2
 
-    @Flag(help: "Print one line per seed as it finishes.")
+    @Flag(help: "Print one line per seed as it finishes, with the run's progress, an ETA and where to resume.")
     var verbose = false
 
     func validate() throws {
@@ -233,19 +233,52 @@ struct CampaignCommand: ParsableCommand {
         }
         let options = self.options
         let verbose = self.verbose
+        let tracker = CampaignProgress(firstSeed: firstSeed, seeds: seeds, startNanoseconds: lampcell_monotonic_ns())
         let summary = Campaign.run(
             firstSeed: firstSeed, seeds: seeds, jobs: jobs,
             configure: { try options.configuration(seed: $0) },
             replay: { options.replayCommand(seed: $0) },
             progress: { report in
+                let status = tracker.finished(seed: report.seed, nowNanoseconds: lampcell_monotonic_ns())
                 if verbose {
                     print(
-                        "seed \(report.seed): \(report.lampsOK) OK \(report.lampsNG) NG \(report.lampsScrapped) scrapped, \(report.injected.total) faults, \(String(format: "%.1f", Double(report.wallNanoseconds) / 1e9)) s"
+                        "seed \(report.seed): \(report.lampsOK) OK \(report.lampsNG) NG \(report.lampsScrapped) scrapped, \(report.injected.total) faults, \(String(format: "%.1f", Double(report.wallNanoseconds) / 1e9)) s; \(status)"
                     )
                     fflush(nil)
                 }
             })
         print(summary.text())
         if !summary.passed { throw ExitCode(1) }
+    }
+}
+
+/// A campaign's progress for its per-seed lines: seeds done of the total, an ETA from the mean rate so far, and the
+/// seed to resume from (`--first-seed`): the lowest seed not finished, since seeds run in parallel finish out of
+/// order. Thread: `Campaign.run` calls `progress` under its lock, one call at a time.
+final class CampaignProgress: @unchecked Sendable {
+    private let firstSeed: UInt64
+    private let seeds: Int
+    private let startNanoseconds: UInt64
+    private var done: Set<UInt64> = []
+    private var resumeSeed: UInt64
+
+    init(firstSeed: UInt64, seeds: Int, startNanoseconds: UInt64) {
+        self.firstSeed = firstSeed
+        self.seeds = seeds
+        self.startNanoseconds = startNanoseconds
+        resumeSeed = firstSeed
+    }
+
+    /// Records `seed` as finished; returns "k/N done, ETA …, resume with --first-seed S --seeds M".
+    func finished(seed: UInt64, nowNanoseconds: UInt64) -> String {
+        done.insert(seed)
+        while done.contains(resumeSeed) { resumeSeed += 1 }
+        let elapsedSeconds = Double(nowNanoseconds - startNanoseconds) / 1e9
+        let remaining = seeds - done.count
+        let etaSeconds = Int((elapsedSeconds / Double(done.count) * Double(remaining)).rounded())
+        let eta = String(format: "%d:%02d:%02d", etaSeconds / 3600, etaSeconds / 60 % 60, etaSeconds % 60)
+        let left = Int(firstSeed + UInt64(seeds) - resumeSeed)
+        return "\(done.count)/\(seeds) done, ETA \(eta)"
+            + (left > 0 ? ", resume with --first-seed \(resumeSeed) --seeds \(left)" : "")
     }
 }

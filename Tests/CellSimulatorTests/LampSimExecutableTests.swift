@@ -175,6 +175,24 @@ struct LampSimExecutableTests {
         #expect(lampsim.waitForExit(withinMilliseconds: 10_000) == 0, "stderr: \(lampsim.stderr)")
     }
 
+    @Test("campaign --verbose: a line per seed with the progress, an ETA and the --first-seed to resume from")
+    func campaignProgress() throws {
+        let lampsim = try ChildProcess(
+            executable: builtLampsimPath(),
+            arguments: ["campaign", "--cell", Repository.cell, "--recipe", Repository.leftRecipe, "--first-seed", "5",
+                        "--seeds", "3", "--hours", "0.01", "--jobs", "1", "--verbose"])
+        defer { lampsim.terminate() }
+        #expect(lampsim.waitForExit(withinMilliseconds: 120_000) == 0, "stderr: \(lampsim.stderr)")
+        let lines = lampsim.outputLines.filter { $0.hasPrefix("seed ") }
+        try #require(lines.count == 3, "stdout: \(lampsim.stdout)")
+        #expect(lines[0].hasPrefix("seed 5:") && lines[0].contains("1/3 done, ETA ")
+                && lines[0].hasSuffix("resume with --first-seed 6 --seeds 2"), "\(lines[0])")
+        #expect(lines[1].hasPrefix("seed 6:") && lines[1].contains("2/3 done, ETA ")
+                && lines[1].hasSuffix("resume with --first-seed 7 --seeds 1"), "\(lines[1])")
+        #expect(lines[2].hasPrefix("seed 7:") && lines[2].hasSuffix("3/3 done, ETA 0:00:00"), "\(lines[2])")
+        #expect(lampsim.stdout.contains("3/3 seeds passed (seeds 5…7)"), "stdout: \(lampsim.stdout)")
+    }
+
     @Test("a missing cell definition exits 78 with one line naming the file")
     func missingDefinition() throws {
         let lampsim = try ChildProcess(
