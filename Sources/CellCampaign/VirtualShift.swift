@@ -511,7 +511,9 @@ public final class VirtualShift {
             }
             switch record.stage {
             case .started:
+                // The lamp-in-cell record (the daemon's file; here in memory, kept across a crash): recorded at once.
                 inCell = (record, context.orderIDs[record.orderSequence])
+                controller.lampInCellRecorded.store(record.serial.sequence, ordering: .releasing)
             case .finished:
                 if drainBlocked != nil && now < drainRetryAtNanoseconds {
                     return  // the drain waits before its next attempt

@@ -46,6 +46,9 @@ public struct ControllerSettings: Sendable {
     public var stationActionTimeoutNanoseconds: UInt64 = 10_000_000_000
     /// Bound on a tool request; beyond it the arm's tool counts as faulted.
     public var toolTimeoutNanoseconds: UInt64 = 5_000_000_000
+    /// A housing grip that has waited this long for its lamp-in-cell record holds the cell (the state directory cannot
+    /// be written); the grip goes out when the record is written, after Unhold.
+    public var lampInCellRecordTimeoutNanoseconds: UInt64 = 2_000_000_000
     /// Bound on reaching IN_POSITION after a trajectory ends.
     public var settleTimeoutNanoseconds: UInt64 = 2_000_000_000
     /// A device counts as lost after failing for this long (consecutive failed exchanges × period); shorter than
@@ -98,6 +101,12 @@ public final class CellController: @unchecked Sendable {
     /// False while the ledger cannot write (set by the ledger writer's thread): the cell holds, and unholds by
     /// itself once writing works again. No production without traceability.
     public let ledgerWritable = Atomic<Bool>(true)
+    /// The sequence of the last lamp whose lamp-in-cell record is durable (stored by the lamp drain's thread once the
+    /// record is on disk; 0: none yet). The loader's housing grip goes out only once the lamp it opens is recorded, so
+    /// that a crash during the grip cannot leave a housing in the cell that no record names.
+    public let lampInCellRecorded = Atomic<UInt64>(0)
+    /// The lamp whose housing grip waits for its lamp-in-cell record, and since when (control thread).
+    var gripAwaitingRecord: (sequence: UInt64, sinceNanoseconds: UInt64, held: Bool)?
     /// The material wait currently shown (starved/blocked detail), `.none` when none.
     public internal(set) var materialWaitShown = MaterialWait.none
 

@@ -27,7 +27,9 @@ extension CellController {
             let step = lane.steps[state.cursor]
             if state.active {
                 guard poll(step, lane: lane, &state, io: &io) else {
-                    return step == .station(.infeedAdvance)
+                    // Waiting for the infeed, or for the lamp-in-cell record before the housing grip, is waiting
+                    // for something outside the cell: the lane is at rest.
+                    return step == .station(.infeedAdvance) || (lane.arm == cell.loaderArm && gripAwaitingRecord != nil)
                 }
                 state.active = false
                 state.cursor = (state.cursor + 1) % lane.steps.count
@@ -139,8 +141,24 @@ extension CellController {
                 abort(StopCause(code: .deviceFault, message: "arm did not reach position", deviceIndex: UInt8(arm)))
             }
             return false
-        case .tool(let command, _):
+        case .tool(let command, let param):
             guard let arm = lane.arm else { return true }
+            if arm == cell.loaderArm, let awaited = gripAwaitingRecord {
+                // The grip goes out in Execute only (not while Holding or Held), once the record is durable.
+                guard unit.state == .execute, lampInCellRecorded.load(ordering: .acquiring) == awaited.sequence else {
+                    if !awaited.held && nowNanoseconds &- awaited.sinceNanoseconds > settings.lampInCellRecordTimeoutNanoseconds {
+                        gripAwaitingRecord?.held = true
+                        hold(StopCause(
+                            code: .other,
+                            message: "the lamp-in-cell record is not written (state directory): the housing is picked once it is"))
+                    }
+                    return false
+                }
+                gripAwaitingRecord = nil
+                arms[arm].requestTool(command, param: param)
+                state.startedNanoseconds = nowNanoseconds
+                return false
+            }
             guard let outcome = arms[arm].toolOutcome(io.armInputs[arm]) else {
                 if nowNanoseconds &- state.startedNanoseconds > settings.toolTimeoutNanoseconds {
                     abort(StopCause(code: .deviceFault, message: "tool request timed out", deviceIndex: UInt8(arm)))
@@ -172,10 +190,16 @@ extension CellController {
     }
 
     private func startTool(arm: Int, command: ArmToolCommand, param: UInt16, io: ProcessImage) {
+        if arm == cell.loaderArm { gripAwaitingRecord = nil }
         if command == .grip {
             switch location(ofArm: arm) {
             case .infeed where arm == cell.loaderArm:
                 beginLamp(io)
+                if let lamp {
+                    // The grip goes out once the drain reports the lamp-in-cell record durable (`poll`).
+                    gripAwaitingRecord = (lamp.serial.sequence, nowNanoseconds, false)
+                    return
+                }
             case .ledFeeder where heldKind[arm] != .ledFeeder:
                 heldLot[arm] = io.stationInputs.ledModuleLot
                 heldKind[arm] = .ledFeeder

@@ -111,7 +111,10 @@ public final class CellDaemon: @unchecked Sendable {
         let ledgerSink = ledger
         let deviceNames = cell.arms.map(\.name) + [definition.station.name]
         let controlLoop = loop
-        drain = LampDrain(queue: controller.lamps, sinks: [ledgerSink, log] + sinks) {
+        drain = LampDrain(
+            queue: controller.lamps, sinks: [ledgerSink, log] + sinks,
+            recordedInCell: { controller.lampInCellRecorded.store($0, ordering: .releasing) }
+        ) {
             if allocator.needsRefill {
                 do { try allocator.refill() } catch { logger.error("\(error)") }
             }

@@ -9,12 +9,14 @@ public protocol LampSink: AnyObject, Sendable {
     /// Handles one lamp that left the cell. Thread: the drain thread only. May block (disk); the control thread is
     /// not affected.
     func accept(_ lamp: LampRecord)
-    /// A lamp entered the cell (its housing was picked). Thread: the drain thread only.
-    func lampStarted(_ lamp: LampRecord)
+    /// A lamp is entering the cell: its housing grip waits until every sink returns true (its record of the lamp
+    /// in the cell is durable). False: not recorded; the drain tries again. Thread: the drain thread only.
+    func lampStarted(_ lamp: LampRecord) -> Bool
 }
 
 extension LampSink {
-    public func lampStarted(_ lamp: LampRecord) {}
+    /// A sink that keeps no record of the lamp in the cell has nothing to wait for.
+    public func lampStarted(_ lamp: LampRecord) -> Bool { true }
 }
 
 /// Drains the controller's lamp queue on its own thread and hands every lamp to the sinks.
@@ -33,12 +35,20 @@ public final class LampDrain: @unchecked Sendable {
     private var finished = false
 
     private let housekeeping: @Sendable () -> Void
+    private let recordedInCell: @Sendable (UInt64) -> Void
 
-    /// - Parameter housekeeping: called on the drain thread whenever the queue is empty (e.g. refilling the serial
-    ///   block, which does disk I/O that the control thread must not do).
-    public init(queue: BoundedQueue<LampRecord>, sinks: [any LampSink], housekeeping: @escaping @Sendable () -> Void = {}) {
+    /// - Parameters:
+    ///   - recordedInCell: called on the drain thread with a lamp's sequence once every sink recorded it in the cell
+    ///     (the daemon stores it in `CellController.lampInCellRecorded`, which lets the housing grip go).
+    ///   - housekeeping: called on the drain thread whenever the queue is empty (e.g. refilling the serial block,
+    ///     which does disk I/O that the control thread must not do).
+    public init(
+        queue: BoundedQueue<LampRecord>, sinks: [any LampSink], recordedInCell: @escaping @Sendable (UInt64) -> Void,
+        housekeeping: @escaping @Sendable () -> Void = {}
+    ) {
         self.queue = queue
         self.sinks = sinks
+        self.recordedInCell = recordedInCell
         self.housekeeping = housekeeping
     }
 
@@ -48,10 +58,24 @@ public final class LampDrain: @unchecked Sendable {
     /// Starts the drain thread. Any thread, once.
     public func start() {
         let thread = Thread { [self] in
+            // A lamp whose in-cell record failed (the state directory cannot be written): tried again every poll
+            // interval until it is written or a stop is requested. Nothing else of that lamp is queued meanwhile:
+            // its housing is not picked before the record is written.
+            var unrecorded: LampRecord?
             while true {
+                if let lamp = unrecorded {
+                    if record(lamp) {
+                        unrecorded = nil
+                    } else if stopRequested.load(ordering: .relaxed) {
+                        break
+                    } else {
+                        Thread.sleep(forTimeInterval: Double(Self.pollIntervalNanoseconds) / 1e9)
+                        continue
+                    }
+                }
                 if let lamp = queue.pop() {
                     if lamp.stage == .started {
-                        for sink in sinks { sink.lampStarted(lamp) }
+                        if !record(lamp) { unrecorded = lamp }
                     } else {
                         for sink in sinks { sink.accept(lamp) }
                         drained.add(1, ordering: .relaxed)
@@ -69,6 +93,14 @@ public final class LampDrain: @unchecked Sendable {
         }
         thread.name = "lampcell-lamps"
         thread.start()
+    }
+
+    /// Hands a lamp entering the cell to every sink; true (and the controller told) when all of them recorded it.
+    private func record(_ lamp: LampRecord) -> Bool {
+        var recorded = true
+        for sink in sinks where !sink.lampStarted(lamp) { recorded = false }
+        if recorded { recordedInCell(lamp.serial.sequence) }
+        return recorded
     }
 
     /// Drains what is queued, then stops the thread. Any thread; call after the control loop stopped.

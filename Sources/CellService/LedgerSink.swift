@@ -68,7 +68,8 @@ public struct LedgerDrainPolicy: Sendable {
 ///   the sink clears `CellController.ledgerWritable` — the cell holds — and retries the same entry (appends are
 ///   idempotent) with a capped backoff until it commits, then sets it again — the cell unholds. Nothing is lost
 ///   or duplicated; lamps finished meanwhile wait in the controller's bounded queue.
-/// - When a lamp enters the cell its record is written to `<state>/lamp-in-cell` (temporary file, fsync, rename).
+/// - When a lamp enters the cell its record is written to `<state>/lamp-in-cell` (temporary file, fsync, rename),
+///   before the housing is gripped: the grip waits for it.
 ///   At the next start, a lamp still named there and absent from the ledger is recorded as scrapped with reason
 ///   "controller restart".
 /// - Every `Checkpoint.publishIntervalLamps` lamps the head (count + hash) is logged as a checkpoint line.
@@ -153,11 +154,14 @@ public final class LedgerSink: LampSink, @unchecked Sendable {
 
     // MARK: - LampSink
 
-    public func lampStarted(_ lamp: LampRecord) {
+    /// Writes the lamp-in-cell file (temporary file, fsync, rename); true once it is durable.
+    public func lampStarted(_ lamp: LampRecord) -> Bool {
         do throws(DurableFileError) {
             try DurableFile.write(Self.encode(lamp, context: currentContext), to: inCellPath)
+            return true
         } catch {
             logger.error("\(error)")
+            return false
         }
     }
 

@@ -479,4 +479,60 @@ struct ControllerBehaviourTests {
         #expect(driver.armFaults.isEmpty, "\(driver.armFaults)")
         #expect(driver.setpointJumps.isEmpty, "\(driver.setpointJumps.prefix(3))")
     }
+
+    /// The loader's GRIP requests seen in the arm's outputs so far (request ids), for the lamp-in-cell tests.
+    private static func loaderGrips(_ driver: CellDriver) -> (command: ArmToolCommand, requestID: UInt16) {
+        let outputs = driver.cell.image.armOutputs[driver.cell.compiledCell.loaderArm]
+        return (outputs.toolCommand, outputs.toolRequestID)
+    }
+
+    @Test("the lamp-in-cell record is durable before the housing grip goes out: the grip waits a period for the drain")
+    func lampInCellRecordBeforeTheGrip() throws {
+        let driver = try CellDriver(seed: 5)
+        try driver.produce(lamps: 3)
+        var startedAt: [UInt64: UInt64] = [:]
+        var gripAt: [UInt64] = []
+        var lastRequest = Self.loaderGrips(driver).requestID
+        try driver.run(until: "2 lamps finished", withinSeconds: 120) { driver in
+            for lamp in driver.started where startedAt[lamp.serial.sequence] == nil {
+                startedAt[lamp.serial.sequence] = driver.cell.nowNanoseconds
+            }
+            let grip = Self.loaderGrips(driver)
+            if grip.requestID != lastRequest {
+                lastRequest = grip.requestID
+                if grip.command == .grip, let lamp = driver.lampInCell, lamp.serial.sequence == driver.started.last?.serial.sequence,
+                   gripAt.count < driver.started.count
+                {
+                    gripAt.append(driver.cell.nowNanoseconds)
+                    // The record was reported durable in an earlier period than the one that sends the grip.
+                    #expect((startedAt[lamp.serial.sequence] ?? .max) < driver.cell.nowNanoseconds,
+                            "lamp \(lamp.serial.sequence): grip sent in the period its record was handed to the drain")
+                }
+            }
+            return driver.finished.count >= 2
+        }
+        #expect(gripAt.count >= 2, "housing grips seen: \(gripAt.count)")
+    }
+
+    @Test("a lamp-in-cell record that cannot be written: no housing is gripped, the cell holds and says why; once written, Unhold resumes")
+    func lampInCellRecordUnwritable() throws {
+        let driver = try CellDriver(seed: 5)
+        driver.recordsLampsInCell = false
+        try driver.produce(lamps: 3)
+        try driver.run(until: "a lamp opened at the infeed", withinSeconds: 60) { $0.lampInCell != nil }
+        let request = Self.loaderGrips(driver).requestID
+        let housing = driver.models.world.housingAtInfeed?.id
+        try driver.run(until: "the cell holds", withinSeconds: 5) { $0.state == .held }
+        #expect(Self.loaderGrips(driver).requestID == request, "no tool request while the record is missing")
+        #expect(driver.models.world.housingAtInfeed?.id == housing && housing != nil, "the housing is still at the infeed")
+        #expect(driver.controller.lastFault?.message.description.contains("lamp-in-cell record") == true,
+                "\(String(describing: driver.controller.lastFault))")
+        // The state directory is writable again: the drain records the lamp; the operator unholds.
+        let sequence = try #require(driver.lampInCell?.serial.sequence)
+        driver.recordsLampsInCell = true
+        driver.controller.lampInCellRecorded.store(sequence, ordering: .releasing)
+        #expect(try driver.command(.unhold) == nil)
+        try driver.run(until: "the lamp finished", withinSeconds: 60) { $0.finished.count >= 1 }
+        #expect(driver.finished[0].serial.sequence == sequence && driver.finished[0].verdict == .ok)
+    }
 }

@@ -30,6 +30,9 @@ final class CellDriver {
     private(set) var finished: [LampRecord] = []
     /// Lamps handed over as they entered the cell (the housing was picked), in order.
     private(set) var started: [LampRecord] = []
+    /// Acts as the daemon's lamp drain for the lamp-in-cell record: reports each lamp recorded as soon as it starts
+    /// (false: the record never becomes durable, as with an unwritable state directory).
+    var recordsLampsInCell = true
     /// Every period run so far.
     private(set) var trace: [DrivenPeriod] = []
     /// Breaches of the RA-610's setpoint-jump rule seen on the arms' side (each a message).
@@ -108,7 +111,12 @@ final class CellDriver {
     func period() {
         cell.runPeriod()
         while let lamp = controller.lamps.pop() {
-            if lamp.stage == .started { started.append(lamp) } else { finished.append(lamp) }
+            if lamp.stage == .started {
+                started.append(lamp)
+                if recordsLampsInCell { controller.lampInCellRecorded.store(lamp.serial.sequence, ordering: .releasing) }
+            } else {
+                finished.append(lamp)
+            }
         }
         while let reply = controller.replies.pop() { replies[reply.ticket] = reply }
         let image = cell.image

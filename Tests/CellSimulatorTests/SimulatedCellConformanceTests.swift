@@ -21,19 +21,6 @@ import Testing
 /// Nanoseconds in `value` milliseconds.
 func nanoseconds(milliseconds value: UInt64) -> UInt64 { value * 1_000_000 }
 
-/// Polls `condition` every millisecond until it holds or `limitMilliseconds` pass; returns whether it held.
-/// (The condition is checked once more at the deadline.)
-func eventually(withinMilliseconds limitMilliseconds: UInt64 = 3_000, _ condition: () throws -> Bool) rethrows
-    -> Bool
-{
-    let deadline = lampcell_monotonic_ns() + nanoseconds(milliseconds: limitMilliseconds)
-    while lampcell_monotonic_ns() < deadline {
-        if try condition() { return true }
-        _ = lampcell_sleep_until_ns(lampcell_monotonic_ns() + nanoseconds(milliseconds: 1))
-    }
-    return try condition()
-}
-
 /// A test failure with a message (for helpers that must stop a test).
 struct TestSetupError: Error, CustomStringConvertible {
     let description: String

@@ -5,6 +5,7 @@
 import CRealtime
 import CellSimulator
 import Modbus
+import LampCellTestSupport
 import Testing
 
 @Suite("ModbusClient robustness against the simulated cell", .serialized)
