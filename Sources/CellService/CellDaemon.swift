@@ -235,6 +235,16 @@ public final class CellDaemon: @unchecked Sendable {
                 }
         }
         loop.stop()
-        drain.stop()
+        // The drain commits what is queued; on a ledger that cannot write it would retry for ever, and systemd would
+        // kill the daemon at TimeoutStopSec. After the grace, failing appends are given up: what committed stays,
+        // and the lamp not committed stays named in the lamp-in-cell file for the next start.
+        if !drain.stop(withinNanoseconds: Self.drainGraceNanoseconds) {
+            ledger.stopRetrying()
+            drain.stop()
+        }
     }
+
+    /// How long a shutdown lets the drain retry a failing ledger append. With the 10 s lampcelld gives the arms to
+    /// stop, a shutdown stays well inside the unit's TimeoutStopSec (30 s).
+    public static let drainGraceNanoseconds: UInt64 = 5_000_000_000
 }

@@ -110,6 +110,19 @@ public final class LampDrain: @unchecked Sendable {
         while !finished { done.wait() }
         done.unlock()
     }
+
+    /// As `stop()`, but waits at most `timeoutNanoseconds`; returns whether the thread finished (false: a sink is
+    /// still at work, e.g. retrying a ledger append on a full disk). Any thread.
+    public func stop(withinNanoseconds timeoutNanoseconds: UInt64) -> Bool {
+        stopRequested.store(true, ordering: .relaxed)
+        let deadline = Date(timeIntervalSinceNow: Double(timeoutNanoseconds) / 1e9)
+        done.lock()
+        defer { done.unlock() }
+        while !finished {
+            if !done.wait(until: deadline) { return finished }
+        }
+        return true
+    }
 }
 
 /// Logs one line per finished lamp: serial, variant, verdict (with NG reasons or scrap reason), cycle time.

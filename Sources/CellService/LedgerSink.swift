@@ -79,6 +79,8 @@ public final class LedgerSink: LampSink, @unchecked Sendable {
     public let writer: LedgerWriter
     private let logger: Logger
     private let inCellPath: String
+    /// False once `stopRetrying` was called.
+    private let retrying = Atomic<Bool>(true)
     private let contextLock = NSLock()
     private var context: LedgerContext
     private let writable: @Sendable (Bool) -> Void
@@ -165,6 +167,16 @@ public final class LedgerSink: LampSink, @unchecked Sendable {
         }
     }
 
+    /// Shutdown on a ledger that cannot write: a failing append is not retried any more (the lamp stays named in the
+    /// lamp-in-cell file, which the next start records as scrapped, controller restart); what committed is kept.
+    /// Any thread.
+    public func stopRetrying() {
+        retrying.store(false, ordering: .relaxed)
+    }
+
+    /// Slice of a retry's wait after which `stopRetrying` is noticed.
+    static let retryWaitSliceNanoseconds: UInt64 = 50_000_000
+
     public func accept(_ lamp: LampRecord) {
         let entry = LedgerEntry(lamp, context: currentContext)
         var policy = LedgerDrainPolicy()
@@ -191,7 +203,18 @@ public final class LedgerSink: LampSink, @unchecked Sendable {
                         metadata: ["LAMP_SERIAL": "\(entry.serial)"])
                     writable(false)
                 }
-                Thread.sleep(forTimeInterval: Double(decision.retryAfterNanoseconds) / 1e9)
+                var waitedNanoseconds: UInt64 = 0
+                while retrying.load(ordering: .relaxed) && waitedNanoseconds < decision.retryAfterNanoseconds {
+                    let slice = min(Self.retryWaitSliceNanoseconds, decision.retryAfterNanoseconds - waitedNanoseconds)
+                    Thread.sleep(forTimeInterval: Double(slice) / 1e9)
+                    waitedNanoseconds += slice
+                }
+                if !retrying.load(ordering: .relaxed) {
+                    logger.critical(
+                        "stopping with lamp \(entry.serial) not in the ledger (\(error)): the lamp-in-cell file keeps it, and the next start records it as scrapped",
+                        metadata: ["LAMP_SERIAL": "\(entry.serial)"])
+                    return
+                }
             }
         }
     }

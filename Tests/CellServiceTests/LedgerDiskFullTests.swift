@@ -153,4 +153,52 @@ struct LedgerDiskFullTests {
             #expect(cell.daemon.ledger.head?.count == 2)
         }
     }
+
+    @Test(
+        "Shutdown (SIGTERM's path) with the ledger's disk full: returns within the systemd stop timeout; after a restart with space, the lamp not committed is recorded once, as scrapped",
+        .enabled(if: TmpfsMount.isAvailable, "needs permission to mount a tmpfs"))
+    func shutdownWithDiskFull() throws {
+        let filesystem = try TmpfsMount(sizeKilobytes: Self.filesystemKilobytes)
+        defer { filesystem.unmount() }
+        let state = filesystem.path + "/state"
+        let ledgerPath = state + "/ledger.sqlite"
+        let inCell = state + "/lamp-in-cell"
+        var filler: String?
+        defer { if let filler { try? FileManager.default.removeItem(atPath: filler) } }
+        do {
+            let cell = try CellFixture(seed: 5, stateDirectory: state)
+            #expect(cell.produce(lamps: 2) == nil)
+            let entered = cell.waitFor(seconds: 60) { _ in FileManager.default.fileExists(atPath: inCell) }
+            guard entered else {
+                cell.shutdown(keepState: true)
+                Issue.record("no lamp entered the cell")
+                return
+            }
+            filler = try filesystem.fill()
+            let held = cell.waitFor(seconds: 90) { snapshot in
+                snapshot.unit.state == .held && snapshot.unit.machine.stopReason?.cause.code == .ledgerUnavailable
+            }
+            #expect(held, "held for the ledger: \(cell.daemon.snapshot().unit.state)")
+            // SIGTERM: lampcelld's shutdown. The drain gives up the append after its grace; before, it retried for ever.
+            let start = lampcell_monotonic_ns()
+            cell.shutdown(keepState: true)
+            let seconds = Double(lampcell_monotonic_ns() - start) / 1e9
+            #expect(seconds < 20, "shutdown took \(seconds) s (the unit's TimeoutStopSec is 30 s)")
+            #expect(try Ledger.openReadOnly(path: ledgerPath).count() == 0, "nothing was committed on the full disk")
+            #expect(FileManager.default.fileExists(atPath: inCell), "the lamp-in-cell file still names the lamp")
+        }
+        // Space again; the next start records the lamp from the lamp-in-cell file, once.
+        if let path = filler { try FileManager.default.removeItem(atPath: path) }
+        filler = nil
+        let restarted = try CellFixture(seed: 5, stateDirectory: state)
+        defer { restarted.shutdown() }
+        let ledger = try Ledger.openReadOnly(path: ledgerPath)
+        let verification = try ledger.verify()
+        #expect(verification.isValid, "\(verification)")
+        let entries = try ledger.entries(matching: .all)
+        #expect(entries.count == 1, "\(entries.map(\.serial))")
+        #expect(entries.first?.verdict == "SCRAPPED" && entries.first?.reasons == "controller restart",
+                "\(String(describing: entries.first))")
+        #expect(!FileManager.default.fileExists(atPath: inCell))
+    }
 }

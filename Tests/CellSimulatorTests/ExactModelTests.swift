@@ -110,7 +110,7 @@ private final class CellPair {
         var skipped: UInt64 = 0
         var stepped: UInt64 = 0
         for stream in 0..<streamCount {
-            let outcome = try runStream(seed: random.next(), periods: random.int(40...160))
+            let outcome = try runStream(seed: random.next(), periods: random.int(20...80))
             worstDifference = max(worstDifference, outcome.worstDifference)
             periods += outcome.periods
             faultsSeen.formUnion(outcome.faults)
