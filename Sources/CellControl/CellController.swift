@@ -105,8 +105,8 @@ public final class CellController: @unchecked Sendable {
     /// record is on disk; 0: none yet). The loader's housing grip goes out only once the lamp it opens is recorded, so
     /// that a crash during the grip cannot leave a housing in the cell that no record names.
     public let lampInCellRecorded = Atomic<UInt64>(0)
-    /// The lamp whose housing grip waits for its lamp-in-cell record, and since when (control thread).
-    var gripAwaitingRecord: (sequence: UInt64, sinceNanoseconds: UInt64, held: Bool)?
+    /// The lamp whose housing grip waits for its lamp-in-cell record, and since when in Execute (control thread).
+    var gripAwaitingRecord: (sequence: UInt64, sinceNanoseconds: UInt64)?
     /// The material wait currently shown (starved/blocked detail), `.none` when none.
     public internal(set) var materialWaitShown = MaterialWait.none
 

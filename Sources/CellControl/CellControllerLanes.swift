@@ -29,7 +29,7 @@ extension CellController {
                 guard poll(step, lane: lane, &state, io: &io) else {
                     // Waiting for the infeed, or for the lamp-in-cell record before the housing grip, is waiting
                     // for something outside the cell: the lane is at rest.
-                    return step == .station(.infeedAdvance) || (lane.arm == cell.loaderArm && gripAwaitingRecord != nil)
+                    return step == .station(.infeedAdvance) || isGripAwaitingRecord(step, lane: lane)
                 }
                 state.active = false
                 state.cursor = (state.cursor + 1) % lane.steps.count
@@ -143,11 +143,15 @@ extension CellController {
             return false
         case .tool(let command, let param):
             guard let arm = lane.arm else { return true }
-            if arm == cell.loaderArm, let awaited = gripAwaitingRecord {
-                // The grip goes out in Execute only (not while Holding or Held), once the record is durable.
-                guard unit.state == .execute, lampInCellRecorded.load(ordering: .acquiring) == awaited.sequence else {
-                    if !awaited.held && nowNanoseconds &- awaited.sinceNanoseconds > settings.lampInCellRecordTimeoutNanoseconds {
-                        gripAwaitingRecord?.held = true
+            if isGripAwaitingRecord(step, lane: lane), let awaited = gripAwaitingRecord {
+                // The grip goes out in Execute only (not while Holding, Held or Suspended), once the record is
+                // durable. The wait is timed in Execute only: it starts again after an Unhold.
+                guard unit.state == .execute else {
+                    gripAwaitingRecord?.sinceNanoseconds = nowNanoseconds
+                    return false
+                }
+                guard lampInCellRecorded.load(ordering: .acquiring) == awaited.sequence else {
+                    if nowNanoseconds &- awaited.sinceNanoseconds > settings.lampInCellRecordTimeoutNanoseconds {
                         hold(StopCause(
                             code: .other,
                             message: "the lamp-in-cell record is not written (state directory): the housing is picked once it is"))
@@ -174,6 +178,14 @@ extension CellController {
         }
     }
 
+    /// True when `step` is the loader's housing grip waiting for the lamp-in-cell record of the lamp in the cell.
+    private func isGripAwaitingRecord(_ step: CompiledStep, lane: CompiledLane) -> Bool {
+        guard case .tool(.grip, _) = step, lane.arm == cell.loaderArm, let awaited = gripAwaitingRecord else {
+            return false
+        }
+        return awaited.sequence == lamp?.serial.sequence
+    }
+
     private func startMove(arm: Int, point: Int, speed: Double) {
         let limits = cell.arms[arm].limits.scaled(velocity: speed)
         if !arms[arm].move(to: cell.arms[arm].points[point].positionsRadians, limits: limits) {
@@ -197,7 +209,7 @@ extension CellController {
                 beginLamp(io)
                 if let lamp {
                     // The grip goes out once the drain reports the lamp-in-cell record durable (`poll`).
-                    gripAwaitingRecord = (lamp.serial.sequence, nowNanoseconds, false)
+                    gripAwaitingRecord = (lamp.serial.sequence, nowNanoseconds)
                     return
                 }
             case .ledFeeder where heldKind[arm] != .ledFeeder:
@@ -324,6 +336,7 @@ extension CellController {
         unit.recordScrapped()
         hand(record)
         lamp = nil
+        gripAwaitingRecord = nil
     }
 
     private func hand(_ finished: LampRecord) {

@@ -17,14 +17,11 @@ public enum TS200Registers {
 /// .badData`, `detail == implausibleReplyDetail`) and the last good values stay. Counts, results, lots and uptime may
 /// take any value and are not checked. Thread: any (constants).
 public enum TS200Plausibility {
-    /// `status` bits 0 (READY) and 1 (FAULT) are defined; the others are never set.
+    /// `status` bits 0 (READY) and 1 (FAULT) are defined; the others are never set. (How READY and FAULT combine,
+    /// and whether FAULT always comes with a code, the datasheet leaves open: not checked.)
     public static let definedStatusBits: UInt16 = 0x0003
-    /// READY and FAULT together: READY means no fault.
-    public static let readyAndFault: UInt16 = 0x0003
-    /// `status` bit 1 FAULT.
-    public static let faultBit: UInt16 = 0x0002
     /// `fault_code`: 0 none, or one of the datasheet's three codes (consecutive, so a range: no set to build on the
-    /// heap at first use on the control thread); FAULT is set exactly when it is not 0.
+    /// heap at first use on the control thread).
     public static let faultCodes: ClosedRange<UInt16> = StationFaultCode.infeedJam...StationFaultCode.testerFault
     /// Input register 7 is reserved: "reserved addresses inside a table read as 0".
     public static let reservedRegister = 7
@@ -41,13 +38,11 @@ public enum TS200Plausibility {
         return true
     }
 
-    /// True when input registers 0..15 in `r` hold values a TS-200 reports: defined status bits only, not READY and
-    /// FAULT together, a known fault code that agrees with FAULT, the reserved register 0.
+    /// True when input registers 0..15 in `r` hold values a TS-200 reports: defined status bits only, a known
+    /// fault code, the reserved register 0.
     public static func plausible(registers r: UnsafeMutableBufferPointer<UInt16>) -> Bool {
-        let status = r[0]
         let faultCode = r[1]
-        return status & ~definedStatusBits == 0 && status & readyAndFault != readyAndFault
-            && (faultCode == 0 || faultCodes.contains(faultCode)) && (status & faultBit != 0) == (faultCode != 0)
+        return r[0] & ~definedStatusBits == 0 && (faultCode == 0 || faultCodes.contains(faultCode))
             && r[reservedRegister] == 0
     }
 }

@@ -158,6 +158,8 @@ public final class LedgerSink: LampSink, @unchecked Sendable {
 
     /// Writes the lamp-in-cell file (temporary file, fsync, rename); true once it is durable.
     public func lampStarted(_ lamp: LampRecord) -> Bool {
+        // After `stopRetrying` the file may name a lamp whose append was given up: it must not be overwritten.
+        guard retrying.load(ordering: .relaxed) else { return false }
         do throws(DurableFileError) {
             try DurableFile.write(Self.encode(lamp, context: currentContext), to: inCellPath)
             return true

@@ -58,8 +58,7 @@ public final class RA610Model: ModbusDevice {
 
     // MARK: Holding registers (0..27)
 
-    /// Holding registers 0..27. (An `InlineArray<28, UInt16>` here made seed 1's shift breach liveness with Swift 6.3.1
-    /// in release builds, the same code with an `Array` does not: kept an `Array`, written back once per write.)
+    /// Holding registers 0..27.
     private var holding = [UInt16](repeating: 0, count: RA610Register.holdingCount)
 
     // MARK: Servo and motion state
@@ -148,7 +147,6 @@ public final class RA610Model: ModbusDevice {
         }
         minimumPositions = minimum
         maximumPositions = maximum
-        assert(holding.count == RA610Register.holdingCount, "RA610Model: the holding table has the datasheet's size")
         holding[RA610Register.watchdogMilliseconds] = RA610Limits.watchdogMillisecondsDefault
         holding[RA610Register.streamPeriodMicroseconds] = RA610Limits.streamPeriodMicrosecondsDefault
         for j in 0..<Self.jointCount {
@@ -952,14 +950,14 @@ public final class RA610Model: ModbusDevice {
         let oldHeartbeat = holding[RA610Register.heartbeat]
         let oldRequestID = holding[RA610Register.toolRequestID]
         var targetChanged = false
-        var registers = holding
-        for i in 0..<values.count {
-            let a = address + i
-            if Self.isReserved(a) { continue }
-            if a >= RA610Register.target && registers[a] != values[i] { targetChanged = true }
-            registers[a] = values[i]
+        holding.withUnsafeMutableBufferPointer { registers in
+            for i in 0..<values.count {
+                let a = address + i
+                if Self.isReserved(a) { continue }
+                if a >= RA610Register.target && registers[a] != values[i] { targetChanged = true }
+                registers[a] = values[i]
+            }
         }
-        holding = registers
         let command = holding[RA610Register.command]
         if command & RA610CommandBit.enable == 0 { enableArmed = true }
         if oldCommand & RA610CommandBit.reset == 0 && command & RA610CommandBit.reset != 0 { resetEdge() }

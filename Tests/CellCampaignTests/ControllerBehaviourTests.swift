@@ -480,8 +480,8 @@ struct ControllerBehaviourTests {
         #expect(driver.setpointJumps.isEmpty, "\(driver.setpointJumps.prefix(3))")
     }
 
-    /// The loader's GRIP requests seen in the arm's outputs so far (request ids), for the lamp-in-cell tests.
-    private static func loaderGrips(_ driver: CellDriver) -> (command: ArmToolCommand, requestID: UInt16) {
+    /// The loader's tool command and request id in this period's outputs, for the lamp-in-cell tests.
+    private static func loaderTool(_ driver: CellDriver) -> (command: ArmToolCommand, requestID: UInt16) {
         let outputs = driver.cell.image.armOutputs[driver.cell.compiledCell.loaderArm]
         return (outputs.toolCommand, outputs.toolRequestID)
     }
@@ -492,12 +492,12 @@ struct ControllerBehaviourTests {
         try driver.produce(lamps: 3)
         var startedAt: [UInt64: UInt64] = [:]
         var gripAt: [UInt64] = []
-        var lastRequest = Self.loaderGrips(driver).requestID
+        var lastRequest = Self.loaderTool(driver).requestID
         try driver.run(until: "2 lamps finished", withinSeconds: 120) { driver in
             for lamp in driver.started where startedAt[lamp.serial.sequence] == nil {
                 startedAt[lamp.serial.sequence] = driver.cell.nowNanoseconds
             }
-            let grip = Self.loaderGrips(driver)
+            let grip = Self.loaderTool(driver)
             if grip.requestID != lastRequest {
                 lastRequest = grip.requestID
                 if grip.command == .grip, let lamp = driver.lampInCell, lamp.serial.sequence == driver.started.last?.serial.sequence,
@@ -520,13 +520,18 @@ struct ControllerBehaviourTests {
         driver.recordsLampsInCell = false
         try driver.produce(lamps: 3)
         try driver.run(until: "a lamp opened at the infeed", withinSeconds: 60) { $0.lampInCell != nil }
-        let request = Self.loaderGrips(driver).requestID
+        let request = Self.loaderTool(driver).requestID
         let housing = driver.models.world.housingAtInfeed?.id
         try driver.run(until: "the cell holds", withinSeconds: 5) { $0.state == .held }
-        #expect(Self.loaderGrips(driver).requestID == request, "no tool request while the record is missing")
+        #expect(Self.loaderTool(driver).requestID == request, "no tool request while the record is missing")
         #expect(driver.models.world.housingAtInfeed?.id == housing && housing != nil, "the housing is still at the infeed")
         #expect(driver.controller.lastFault?.message.description.contains("lamp-in-cell record") == true,
                 "\(String(describing: driver.controller.lastFault))")
+        // Unhold while the record is still missing: no grip, and after the timeout, held again.
+        #expect(try driver.command(.unhold) == nil)
+        try driver.run(until: "back in Execute", withinSeconds: 2) { $0.state == .execute }
+        try driver.run(until: "held again", withinSeconds: 5) { $0.state == .held }
+        #expect(Self.loaderTool(driver).requestID == request, "still no tool request")
         // The state directory is writable again: the drain records the lamp; the operator unholds.
         let sequence = try #require(driver.lampInCell?.serial.sequence)
         driver.recordsLampsInCell = true

@@ -64,7 +64,7 @@ struct LampDrainTests {
         drain.start()
         #expect(queue.push(Self.startedLamp(7)))
         #expect(eventually(withinMilliseconds: 5_000) { never.attempts.load(ordering: .relaxed) >= 2 })
-        drain.stop()
+        #expect(drain.stop(withinNanoseconds: 5_000_000_000), "the drain thread ended")
         #expect(recorded.load(ordering: .relaxed) == 0)
     }
 }

@@ -165,6 +165,7 @@ struct LedgerDiskFullTests {
         let inCell = state + "/lamp-in-cell"
         var filler: String?
         defer { if let filler { try? FileManager.default.removeItem(atPath: filler) } }
+        var pendingSequence: UInt64?
         do {
             let cell = try CellFixture(seed: 5, stateDirectory: state)
             #expect(cell.produce(lamps: 2) == nil)
@@ -179,11 +180,18 @@ struct LedgerDiskFullTests {
                 snapshot.unit.state == .held && snapshot.unit.machine.stopReason?.cause.code == .ledgerUnavailable
             }
             #expect(held, "held for the ledger: \(cell.daemon.snapshot().unit.state)")
+            let inCellText = String(decoding: FileManager.default.contents(atPath: inCell) ?? Data(), as: UTF8.self)
+            pendingSequence = inCellText.split(separator: "\n").first { $0.hasPrefix("sequence=") }
+                .flatMap { UInt64($0.dropFirst("sequence=".count)) }
             // SIGTERM: lampcelld's shutdown. The drain gives up the append after its grace; before, it retried for ever.
+            // Run on its own thread and waited for with a bound, so that a regression fails instead of hanging.
+            let finished = DispatchSemaphore(value: 0)
             let start = lampcell_monotonic_ns()
-            cell.shutdown(keepState: true)
+            Thread { cell.shutdown(keepState: true); finished.signal() }.start()
+            let returned = finished.wait(timeout: .now() + 25) == .success
             let seconds = Double(lampcell_monotonic_ns() - start) / 1e9
-            #expect(seconds < 20, "shutdown took \(seconds) s (the unit's TimeoutStopSec is 30 s)")
+            try #require(returned, "shutdown did not return within 25 s (the unit's TimeoutStopSec is 30 s)")
+            #expect(seconds < 20, "shutdown took \(seconds) s")
             #expect(try Ledger.openReadOnly(path: ledgerPath).count() == 0, "nothing was committed on the full disk")
             #expect(FileManager.default.fileExists(atPath: inCell), "the lamp-in-cell file still names the lamp")
         }
@@ -199,6 +207,9 @@ struct LedgerDiskFullTests {
         #expect(entries.count == 1, "\(entries.map(\.serial))")
         #expect(entries.first?.verdict == "SCRAPPED" && entries.first?.reasons == "controller restart",
                 "\(String(describing: entries.first))")
+        let sequence = try #require(pendingSequence, "the lamp-in-cell file named no sequence")
+        #expect(entries.first?.serial.hasSuffix(String(format: "%08llu", sequence)) == true,
+                "the lamp whose append was given up (\(sequence)) is the one recorded: \(String(describing: entries.first?.serial))")
         #expect(!FileManager.default.fileExists(atPath: inCell))
     }
 }

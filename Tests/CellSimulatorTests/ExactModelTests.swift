@@ -226,7 +226,8 @@ private final class CellPair {
                 }
             }
         }
-        if enabled && !streaming && !faulted && random.chance(10) && model.toolStateWord & RA610ToolStateBit.busy == 0 {
+        // Tools also while streaming (as in production): a tool ends in ERROR when the arm moves (IN_MOTION).
+        if enabled && !faulted && random.chance(streaming ? 3 : 10) && model.toolStateWord & RA610ToolStateBit.busy == 0 {
             let commands: [ToolCommand] = [.none, .grip, .release, .screw, .press, .dispenseOn, .dispenseOff]
             let command = random.pick(commands)
             script.toolCommand = command.rawValue
@@ -318,6 +319,12 @@ private final class CellPair {
             }
             if a.statusWord != b.statusWord { return "arm \(index) status \(a.statusWord) vs \(b.statusWord)" }
             if a.faultCode != b.faultCode { return "arm \(index) fault \(a.faultCode) vs \(b.faultCode)" }
+            // Every fault latched at the same 4 kHz step, not only seen by the same period's end.
+            if a.faultHistory.count != b.faultHistory.count
+                || zip(a.faultHistory, b.faultHistory).contains(where: { $0.timeNanoseconds != $1.timeNanoseconds || $0.code != $1.code })
+            {
+                return "arm \(index) fault history \(a.faultHistory) vs \(b.faultHistory)"
+            }
             if a.toolStateWord != b.toolStateWord { return "arm \(index) tool state \(a.toolStateWord) vs \(b.toolStateWord)" }
             let ra = registers(a, 0, 6), rb = registers(b, 0, 6)
             if ra != rb { return "arm \(index) input registers 0..5 \(ra) vs \(rb)" }
