@@ -105,21 +105,27 @@ public final class LampDrain: @unchecked Sendable {
 
     /// Drains what is queued, then stops the thread. Any thread; call after the control loop stopped.
     public func stop() {
-        stopRequested.store(true, ordering: .relaxed)
-        done.lock()
-        while !finished { done.wait() }
-        done.unlock()
+        _ = stop(until: nil)
     }
 
     /// As `stop()`, but waits at most `timeoutNanoseconds`; returns whether the thread finished (false: a sink is
     /// still at work, e.g. retrying a ledger append on a full disk). Any thread.
     public func stop(withinNanoseconds timeoutNanoseconds: UInt64) -> Bool {
+        stop(until: Date(timeIntervalSinceNow: Double(timeoutNanoseconds) / 1e9))
+    }
+
+    /// Requests the stop and waits for the thread to end, until `deadline` (nil: for ever; `NSCondition.wait(until:)`
+    /// traps on Linux for `Date.distantFuture`).
+    private func stop(until deadline: Date?) -> Bool {
         stopRequested.store(true, ordering: .relaxed)
-        let deadline = Date(timeIntervalSinceNow: Double(timeoutNanoseconds) / 1e9)
         done.lock()
         defer { done.unlock() }
         while !finished {
-            if !done.wait(until: deadline) { return finished }
+            if let deadline {
+                if !done.wait(until: deadline) { return finished }
+            } else {
+                done.wait()
+            }
         }
         return true
     }

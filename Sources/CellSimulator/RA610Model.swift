@@ -410,12 +410,10 @@ public final class RA610Model: ModbusDevice {
                 let extremes = Self.trackingExtremes(
                     position: p[j], velocity: v[j], reference: reference[j], slope: slope[j], seconds: seconds,
                     decayAtEnd: decayAtEnd)
-                if extremes.maximumAbsoluteError > RA610Limits.followingErrorRadians - Self.skipMargin
-                    || extremes.minimumPosition <= minimumPositions[j] + Self.skipMargin
-                    || extremes.maximumPosition >= maximumPositions[j] - Self.skipMargin
-                    || (toolBusy
-                        && extremes.maximumAbsoluteVelocity
-                            >= RA610Limits.inMotionVelocityRadiansPerSecond - Self.skipMargin)
+                if !Self.staysClearOfEvents(
+                    maximumAbsoluteError: extremes.maximumAbsoluteError, lowestPosition: extremes.minimumPosition,
+                    highestPosition: extremes.maximumPosition, fastest: extremes.maximumAbsoluteVelocity,
+                    minimum: minimumPositions[j], maximum: maximumPositions[j], toolBusy: toolBusy)
                 {
                     return false
                 }
@@ -456,15 +454,25 @@ public final class RA610Model: ModbusDevice {
         let lowest = r0.replacing(with: end, where: end .< r0) + particular - decayingBound
         let highest = r0.replacing(with: end, where: end .> r0) + particular + decayingBound
         let speedBound = magnitude(s) + magnitude(c) + magnitude(b) / M_E
-        for j in 0..<jointCount {
-            if errorBound[j] > RA610Limits.followingErrorRadians - skipMargin
-                || lowest[j] <= minimum[j] + skipMargin || highest[j] >= maximum[j] - skipMargin
-                || (toolBusy && speedBound[j] >= RA610Limits.inMotionVelocityRadiansPerSecond - skipMargin)
-            {
-                return false
-            }
+        for j in 0..<jointCount
+        where !staysClearOfEvents(
+            maximumAbsoluteError: errorBound[j], lowestPosition: lowest[j], highestPosition: highest[j],
+            fastest: speedBound[j], minimum: minimum[j], maximum: maximum[j], toolBusy: toolBusy)
+        {
+            return false
         }
         return true
+    }
+
+    /// True when a joint whose tracking error, position and speed stay within these bounds over a span sees no
+    /// following error, no travel stop and (a tool running) no IN_MOTION in it, with `skipMargin` from each threshold.
+    static func staysClearOfEvents(
+        maximumAbsoluteError: Double, lowestPosition: Double, highestPosition: Double, fastest: Double,
+        minimum: Double, maximum: Double, toolBusy: Bool
+    ) -> Bool {
+        maximumAbsoluteError <= RA610Limits.followingErrorRadians - skipMargin
+            && lowestPosition > minimum + skipMargin && highestPosition < maximum - skipMargin
+            && !(toolBusy && fastest >= RA610Limits.inMotionVelocityRadiansPerSecond - skipMargin)
     }
 
     /// The exact ranges over [0, `seconds`] of the servo's tracking error e = x − r, its position x and its velocity,
@@ -807,8 +815,9 @@ public final class RA610Model: ModbusDevice {
 
     // MARK: Registers
 
-    /// Input register `address` (0..39, 100..103; reserved → 0). Caller checked the address.
-    private func inputRegister(_ address: Int) -> UInt16 {
+    /// Input register `address` (0..39, 100..103; reserved → 0). Caller checked the address. The joint blocks come
+    /// from `joints`, filled on first use, so a read of many registers converts each joint once.
+    private func inputRegister(_ address: Int, joints: inout JointWords) -> UInt16 {
         switch address {
         case RA610Register.status: return statusWord
         case RA610Register.faultCode: return latchedFault
@@ -820,11 +829,11 @@ public final class RA610Model: ModbusDevice {
         case RA610Register.uptimeMilliseconds + 1: return UInt16(truncatingIfNeeded: uptimeMilliseconds)
         case RA610Register.toolKind: return toolKind.rawValue
         case RA610Register.actualPosition..<(RA610Register.actualPosition + 12):
-            let index = address - RA610Register.actualPosition
-            return Self.word(ofMicro: positions[index / 2], high: index % 2 == 0)
+            if joints.positions == nil { joints.positions = JointWords.words(positions) }
+            return joints.positions![address - RA610Register.actualPosition]
         case RA610Register.actualVelocity..<(RA610Register.actualVelocity + 12):
-            let index = address - RA610Register.actualVelocity
-            return Self.word(ofMicro: velocities[index / 2], high: index % 2 == 0)
+            if joints.velocities == nil { joints.velocities = JointWords.words(velocities) }
+            return joints.velocities![address - RA610Register.actualVelocity]
         case RA610Register.model: return RA610Limits.modelNumber
         case RA610Register.firmware: return firmware
         case RA610Register.serialNumber: return UInt16(truncatingIfNeeded: serialNumber >> 16)
@@ -835,11 +844,10 @@ public final class RA610Model: ModbusDevice {
 
     private var uptimeMilliseconds: UInt32 { UInt32(truncatingIfNeeded: timeNanoseconds / 1_000_000) }
 
-    fileprivate static func word(ofMicro value: Double, high: Bool) -> UInt16 {
+    /// `value` as the datasheet's i32 µ-units (rounded, saturated), as the bits of its two registers.
+    fileprivate static func microBits(_ value: Double) -> UInt32 {
         let micro = (value * 1e6).rounded()
-        let clamped = Int32(max(min(micro, Double(Int32.max)), Double(Int32.min)))
-        let bits = UInt32(bitPattern: clamped)
-        return UInt16(truncatingIfNeeded: high ? bits >> 16 : bits)
+        return UInt32(bitPattern: Int32(max(min(micro, Double(Int32.max)), Double(Int32.min))))
     }
 
     private static func int32(high: UInt16, low: UInt16) -> Int64 {
@@ -882,27 +890,15 @@ public final class RA610Model: ModbusDevice {
         var positions: InlineArray<12, UInt16>?
         var velocities: InlineArray<12, UInt16>?
 
+        /// The 6 joints of `vector` as 12 words, high word first.
         static func words(_ vector: SIMD8<Double>) -> InlineArray<12, UInt16> {
             var words = InlineArray<12, UInt16>(repeating: 0)
             for j in 0..<RA610Model.jointCount {
-                words[2 * j] = RA610Model.word(ofMicro: vector[j], high: true)
-                words[2 * j + 1] = RA610Model.word(ofMicro: vector[j], high: false)
+                let bits = RA610Model.microBits(vector[j])
+                words[2 * j] = UInt16(truncatingIfNeeded: bits >> 16)
+                words[2 * j + 1] = UInt16(truncatingIfNeeded: bits)
             }
             return words
-        }
-    }
-
-    /// Input register `address` (as `inputRegister(_:)`), the joint blocks taken from `joints` (filled on first use).
-    private func inputRegister(_ address: Int, joints: inout JointWords) -> UInt16 {
-        switch address {
-        case RA610Register.actualPosition..<(RA610Register.actualPosition + 12):
-            if joints.positions == nil { joints.positions = JointWords.words(positions) }
-            return joints.positions![address - RA610Register.actualPosition]
-        case RA610Register.actualVelocity..<(RA610Register.actualVelocity + 12):
-            if joints.velocities == nil { joints.velocities = JointWords.words(velocities) }
-            return joints.velocities![address - RA610Register.actualVelocity]
-        default:
-            return inputRegister(address)
         }
     }
 
