@@ -3,6 +3,7 @@ import CellService
 import ControlAPI
 import ControlAPIClient
 import Foundation
+import LampCellTestSupport
 import Testing
 
 /// Every endpoint through the real Unix socket: against a running daemon on the simulated cell where the answer
@@ -14,13 +15,14 @@ struct EndpointTests {
         let cell = try APIFixture()
         defer { cell.shutdown() }
         try #require(cell.waitForDevices())
-        let status = try cell.client.status()
+        // A loopback exchange may time out in a VM stall (2 ms response timeout); the link is back within periods.
+        let status = try cell.status { $0.devices.allSatisfy(\.connected) }
         #expect(status.apiVersion == 1)
         #expect(status.cellID == cell.daemon.cell.cellID)
         #expect(status.packml.state == cell.daemon.snapshot().unit.state.description)
         #expect(status.packml.mode == "Production")
         #expect(status.devices.map(\.name) == cell.daemon.cell.arms.map(\.name) + ["station"])
-        #expect(status.devices.allSatisfy { $0.connected })
+        #expect(status.devices.allSatisfy { $0.connected }, "\(status.devices.map { "\($0.name): \($0.link) \($0.linkDetail)" })")
         #expect(status.devices.filter { $0.kind == "arm" }.allSatisfy { $0.positionsRadians?.count == 6 })
         #expect(status.controlLoop.periodMicroseconds == 4000)
         #expect(status.controlLoop.periodsRun > 0)
@@ -40,7 +42,16 @@ struct EndpointTests {
         let cell = try APIFixture()
         defer { cell.shutdown() }
         try #require(cell.waitForDevices())
-        let response = try cell.client.send("GET", "/metrics")
+        // As for the status: a link that timed out in a VM stall is up again within periods.
+        let deviceUp = (cell.daemon.cell.arms.map { ($0.name, "arm") } + [("station", "station")]).map {
+            "lampcell_device_up{device=\"\($0.0)\",kind=\"\($0.1)\"} 1.0"
+        }
+        var response = try cell.client.send("GET", "/metrics")
+        _ = try eventually(withinMilliseconds: 2_000) {
+            response = try cell.client.send("GET", "/metrics")
+            let lines = Set(response.text.split(separator: "\n").map(String.init))
+            return deviceUp.allSatisfy(lines.contains)
+        }
         #expect(response.status == 200)
         #expect(response.header("content-type")?.hasPrefix("text/plain; version=0.0.4") == true)
         let text = response.text
@@ -48,10 +59,9 @@ struct EndpointTests {
         let lines = Set(text.split(separator: "\n").map(String.init))
         #expect(lines.contains("lampcell_packml_state{state=\"\(state)\"} 1.0"), "\(text.prefix(3000))")
         #expect(lines.contains("lampcell_packml_mode{mode=\"Production\"} 1.0"))
-        for arm in cell.daemon.cell.arms.map(\.name) {
-            #expect(lines.contains("lampcell_device_up{device=\"\(arm)\",kind=\"arm\"} 1.0"), "\(arm)")
+        for line in deviceUp {
+            #expect(lines.contains(line), "\(line)")
         }
-        #expect(lines.contains("lampcell_device_up{device=\"station\",kind=\"station\"} 1.0"))
         for name in [
             "# TYPE lampcell_control_overruns_total counter", "# TYPE lampcell_lamps_processed_total counter",
             "# TYPE lampcell_oee_ratio gauge", "# TYPE lampcell_control_phase_seconds gauge",

@@ -60,7 +60,6 @@ final class APIFixture: @unchecked Sendable {
         daemon.waitFor(timeoutNanoseconds: UInt64(seconds * 1e9), condition)
     }
 
-    /// Waits until every device answers.
     /// The API's status document once `condition` holds for it (the document is rebuilt at most every
     /// `statusMaximumAgeMilliseconds`, so a change shows within that), or the last one after `seconds`.
     func status(within seconds: Double = 2, where condition: (StatusDocument) -> Bool) throws -> StatusDocument {
@@ -73,6 +72,7 @@ final class APIFixture: @unchecked Sendable {
         return document
     }
 
+    /// Waits until every device answers.
     func waitForDevices() -> Bool {
         waitFor(seconds: 20) { snapshot in
             (0..<snapshot.armCount).allSatisfy { snapshot.armInputs[$0].link.state == .ok }
