@@ -29,6 +29,9 @@ let package = Package(
         .systemLibrary(
             name: "CSystemd", pkgConfig: "libsystemd",
             providers: [.apt(["libsystemd-dev"])]),
+        .systemLibrary(
+            name: "CPostgres", pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]),
         .target(name: "CRealtime"),
 
         // Libraries.
@@ -85,6 +88,10 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
+        // The plant database (PostgreSQL through libpq): the ledger's replication, the central schema, recall queries.
+        .target(
+            name: "Plant",
+            dependencies: ["CPostgres", "Ledger", .product(name: "Logging", package: "swift-log")]),
         // Test support: counts heap allocations per thread (malloc interposition), for the zero-allocation test.
         .target(name: "CAllocationCounter"),
         .target(
@@ -136,7 +143,7 @@ let package = Package(
             name: "lampcelld",
             dependencies: [
                 "CellService", "CellModbus", "CellCore", "CellConfig", "CellRuntime", "CellSimulator", "CRealtime",
-                "SystemdSupport", "ControlAPI", "ControlAPIClient", "Ledger",
+                "SystemdSupport", "ControlAPI", "ControlAPIClient", "Ledger", "Plant",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -144,7 +151,7 @@ let package = Package(
         .executableTarget(
             name: "lampctl",
             dependencies: [
-                "ControlAPIClient", "Ledger", "CellCore",
+                "ControlAPIClient", "Ledger", "CellCore", "Plant",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -220,6 +227,13 @@ let package = Package(
             dependencies: [
                 "CellCampaign", "CellCore", "CellConfig", "CellControl", "PackML", "CellSimulator", "Ledger", "Motion",
                 "LampCellTestSupport",
+            ]),
+        // Replication to, and queries of, a private PostgreSQL server the tests start (initdb in a temporary folder).
+        .testTarget(
+            name: "PlantTests",
+            dependencies: [
+                "Plant", "Ledger", "CellCore", "CellConfig", "LampCellTestSupport", "CRealtime", "ControlAPIClient",
+                .product(name: "Logging", package: "swift-log"), .product(name: "GRDB", package: "GRDB.swift"),
             ]),
         .testTarget(
             name: "CellSimulatorTests",

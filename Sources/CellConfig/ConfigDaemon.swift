@@ -44,6 +44,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// Connections to the station (1 or 2): with 2, the period's station transactions run side by side, and the
     /// station refuses any other client while the daemon runs.
     public var stationConnections: Int = DaemonConfiguration.defaultStationConnections
+    /// Replication of the ledger to the plant database (`[plant]`); nil when the file has no such section (off).
+    public var plant: PlantConfiguration?
 
     /// Moves the persistent state to `directory`, as if the file's `state_directory` said so (`lampcelld
     /// --state-directory`): a ledger inside the old state directory (the default, or any relative `ledger`) moves
@@ -73,7 +75,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public static func load(from path: String) throws(ConfigError) -> DaemonConfiguration {
         let root = try loadConfigTable(path: path)
         try root.rejectUnknownKeys(allowed: [
-            "cell", "recipes", "state_directory", "ledger", "api_socket", "command_group", "control",
+            "cell", "recipes", "state_directory", "ledger", "api_socket", "command_group", "control", "plant",
         ])
         let directory = parentDirectory(of: path)
         func resolve(_ file: String) -> String { file.hasPrefix("/") ? file : directory + "/" + file }
@@ -138,18 +140,117 @@ public struct DaemonConfiguration: Sendable, Equatable {
                 control.path.key("arm_watchdog_milliseconds"), .outOfRange,
                 "\(watchdog) ms is less than 5 control periods (\(period) µs): one late period would trip the arms")
         }
+        let plant = try root.entries["plant"] == nil ? nil : PlantConfiguration.load(root.table("plant"), resolve: resolve)
         return DaemonConfiguration(
             filePath: path, cellPath: cell, recipePaths: recipes, stateDirectory: stateDirectory,
             ledgerPath: ledger.hasPrefix("/") ? ledger : stateDirectory + "/" + ledger, apiSocketPath: socket,
             commandGroup: group, periodNanoseconds: UInt64(period) * 1000,
             fifoPriority: priority == 0 ? nil : Int32(priority), lockMemory: lockMemory,
             armWatchdogMilliseconds: UInt16(watchdog), responseTimeoutNanoseconds: UInt64(timeout) * 1000,
-            stationConnections: stationConnections)
+            stationConnections: stationConnections, plant: plant)
     }
 
     private static func parentDirectory(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         let directory = String(path[..<slash])
         return directory.isEmpty ? "/" : directory
+    }
+}
+
+/// `[plant]`: where the cell replicates its ledger (PostgreSQL, docs/PLANT.md). Off when the section is absent.
+public struct PlantConfiguration: Sendable, Equatable {
+    /// Accepted `port` values.
+    public static let portRange = 1...65_535
+    /// Accepted `batch_entries` values: entries per transaction.
+    public static let batchEntriesRange = 1...50_000
+    /// `port` when the file does not say: PostgreSQL's.
+    public static let defaultPort = 5432
+    /// `batch_entries`, `lag_warning_seconds`, `lag_warning_entries` when the file does not say.
+    public static let defaultBatchEntries = 2_000
+    public static let defaultLagWarningSeconds = 300.0
+    public static let defaultLagWarningEntries = 1_000
+
+    /// Host name, address, or the directory of the server's Unix socket (an absolute path).
+    public var server: String
+    public var port: Int
+    public var database: String
+    /// The cell's login role on the server (`lampctl plant add-cell` registers it).
+    public var role: String
+    /// A file holding the role's password (first line), readable by the daemon only; nil: no password (peer or
+    /// certificate authentication, or `~/.pgpass`).
+    public var passwordFile: String?
+    /// TLS to the server: true requires it (`sslmode=require`); false sends in clear (a Unix socket, or a trusted
+    /// cell network).
+    public var tls: Bool
+    /// With `tls`: the CA certificate(s) the server's certificate must chain to, its host name checked too
+    /// (`sslmode=verify-full`). Without it the link is encrypted but the server is not authenticated.
+    public var caFile: String?
+    public var batchEntries: Int
+    /// The status warns once the replication lags more than this.
+    public var lagWarningSeconds: Double
+    public var lagWarningEntries: Int
+
+    public init(
+        server: String, port: Int = defaultPort, database: String, role: String, passwordFile: String? = nil,
+        tls: Bool, caFile: String? = nil, batchEntries: Int = defaultBatchEntries, lagWarningSeconds: Double = defaultLagWarningSeconds,
+        lagWarningEntries: Int = defaultLagWarningEntries
+    ) {
+        self.server = server
+        self.port = port
+        self.database = database
+        self.role = role
+        self.passwordFile = passwordFile
+        self.tls = tls
+        self.caFile = caFile
+        self.batchEntries = batchEntries
+        self.lagWarningSeconds = lagWarningSeconds
+        self.lagWarningEntries = lagWarningEntries
+    }
+
+    static func load(_ table: ConfigTable, resolve: (String) -> String) throws(ConfigError) -> PlantConfiguration {
+        try table.rejectUnknownKeys(allowed: [
+            "server", "port", "database", "role", "password_file", "tls", "ca_file", "batch_entries", "lag_warning_seconds",
+            "lag_warning_entries",
+        ])
+        func nonEmpty(_ key: String) throws(ConfigError) -> String {
+            let value = try table.string(key)
+            guard !value.isEmpty else { throw table.error(table.path.key(key), .invalidValue, "must not be empty") }
+            return value
+        }
+        let server = try nonEmpty("server")
+        let database = try nonEmpty("database")
+        let role = try nonEmpty("role")
+        let port = try table.entries["port"] == nil ? defaultPort : table.integer("port")
+        guard portRange.contains(port) else {
+            throw table.error(table.path.key("port"), .outOfRange, "\(port) is outside 1..65535")
+        }
+        let tls: Bool
+        switch try table.value("tls", expected: "a boolean") {
+        case .bool(let value): tls = value
+        case let other:
+            throw table.error(table.path.key("tls"), .wrongType, "expected a boolean, found \(other.typeDescription)")
+        }
+        let batch = try table.entries["batch_entries"] == nil ? defaultBatchEntries : table.integer("batch_entries")
+        guard batchEntriesRange.contains(batch) else {
+            throw table.error(table.path.key("batch_entries"), .outOfRange, "\(batch) is outside 1..50000")
+        }
+        let lagSeconds =
+            try table.entries["lag_warning_seconds"] == nil ? defaultLagWarningSeconds : table.number("lag_warning_seconds")
+        guard lagSeconds > 0 else {
+            throw table.error(table.path.key("lag_warning_seconds"), .outOfRange, "\(lagSeconds) must be above 0")
+        }
+        let lagEntries =
+            try table.entries["lag_warning_entries"] == nil ? defaultLagWarningEntries : table.integer("lag_warning_entries")
+        guard lagEntries > 0 else {
+            throw table.error(table.path.key("lag_warning_entries"), .outOfRange, "\(lagEntries) must be above 0")
+        }
+        let passwordFile = try table.entries["password_file"] == nil ? nil : resolve(nonEmpty("password_file"))
+        let caFile = try table.entries["ca_file"] == nil ? nil : resolve(nonEmpty("ca_file"))
+        guard caFile == nil || tls else {
+            throw table.error(table.path.key("ca_file"), .invalidValue, "needs tls = true")
+        }
+        return PlantConfiguration(
+            server: server, port: port, database: database, role: role, passwordFile: passwordFile, tls: tls,
+            caFile: caFile, batchEntries: batch, lagWarningSeconds: lagSeconds, lagWarningEntries: lagEntries)
     }
 }

@@ -27,12 +27,12 @@ final class APIShared: Sendable {
     private let watchEvents = Atomic<UInt64>(0)
 
     init(
-        configuration: APIServerConfiguration, cell: any ControlledCell, lamps: (any LampQuerying)?, policy: CommandPolicy,
-        threadPool: NIOThreadPool, logger: Logger
+        configuration: APIServerConfiguration, cell: any ControlledCell, lamps: (any LampQuerying)?,
+        plant: (any PlantReporting)?, policy: CommandPolicy, threadPool: NIOThreadPool, logger: Logger
     ) {
         self.configuration = configuration
         self.cell = cell
-        status = StatusSource(cell: cell, configuration: configuration)
+        status = StatusSource(cell: cell, configuration: configuration, plant: plant)
         self.lamps = lamps
         self.policy = policy
         self.threadPool = threadPool
@@ -112,8 +112,10 @@ public final class APIServer: @unchecked Sendable {
 
     /// - Parameters:
     ///   - lamps: the ledger's query side (`GET /v1/lamps…`, ledger head in status); nil answers 503 there.
+    ///   - plant: the ledger's replication to the plant database (status and metrics); nil when not configured.
     public init(
-        cell: any ControlledCell, configuration: APIServerConfiguration, lamps: (any LampQuerying)? = nil, logger: Logger
+        cell: any ControlledCell, configuration: APIServerConfiguration, lamps: (any LampQuerying)? = nil,
+        plant: (any PlantReporting)? = nil, logger: Logger
     ) {
         self.configuration = configuration
         self.logger = logger
@@ -121,20 +123,20 @@ public final class APIServer: @unchecked Sendable {
         threadPool = NIOThreadPool(numberOfThreads: max(1, configuration.blockingThreadCount))
         let policy = CommandPolicy.resolve(groupName: configuration.commandGroup)
         shared = APIShared(
-            configuration: configuration, cell: cell, lamps: lamps, policy: policy, threadPool: threadPool,
+            configuration: configuration, cell: cell, lamps: lamps, plant: plant, policy: policy, threadPool: threadPool,
             logger: logger)
     }
 
     /// The API of `daemon` as its configuration says (`api_socket`, `command_group`), started. The daemon's wiring.
     public static func start(
         for daemon: CellDaemon, stationName: String, lamps: (any LampQuerying)? = nil,
-        activatedFileDescriptor: Int32? = nil, logger: Logger
+        plant: (any PlantReporting)? = nil, activatedFileDescriptor: Int32? = nil, logger: Logger
     ) throws -> APIServer {
         var configuration = APIServerConfiguration(
             socketPath: daemon.configuration.apiSocketPath, commandGroup: daemon.configuration.commandGroup)
         configuration.activatedFileDescriptor = activatedFileDescriptor
         configuration.stationName = stationName
-        let server = APIServer(cell: daemon, configuration: configuration, lamps: lamps, logger: logger)
+        let server = APIServer(cell: daemon, configuration: configuration, lamps: lamps, plant: plant, logger: logger)
         try server.start()
         return server
     }

@@ -181,3 +181,10 @@ public enum RFC3339 {
         return UInt64(date.timeIntervalSince1970 * 1e9)
     }
 }
+
+/// What the status and metrics show of the ledger's replication to the plant database. `lampcelld` adapts its
+/// `PlantReplicator` to it, so that the API links no database client. Thread: any; cheap (a lock and a copy).
+public protocol PlantReporting: Sendable {
+    /// The replication's state now.
+    func plantReplication() -> PlantReplication
+}

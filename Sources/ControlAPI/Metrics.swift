@@ -38,6 +38,12 @@ final class MetricsExporter: @unchecked Sendable {
         "lampcell_device_fault_code": "The device's fault code register",
         "lampcell_api_connections": "Open API connections",
         "lampcell_ledger_lamps": "Lamps recorded in the ledger",
+        "lampcell_plant_up": "1 while the plant database acknowledges the ledger (replicating or caught up)",
+        "lampcell_plant_lag_entries": "Ledger entries not yet acknowledged by the plant database",
+        "lampcell_plant_lag_seconds": "Age of the oldest ledger entry not yet acknowledged by the plant database",
+        "lampcell_plant_acknowledged_position": "The last ledger position the plant database acknowledged",
+        "lampcell_plant_refused": "1 when the plant database refused the chain (an alarm)",
+        "lampcell_plant_warning": "1 while the replication lags past its bound or is refused",
     ]
 
     /// The exposition text of `document` plus the API's own figures.
@@ -96,6 +102,14 @@ final class MetricsExporter: @unchecked Sendable {
         }
         gauge("lampcell_api_connections", [], Double(openConnections))
         if let ledger = document.ledger { gauge("lampcell_ledger_lamps", [], Double(ledger.count)) }
+        if let plant = document.plant {
+            gauge("lampcell_plant_up", [], plant.state == "replicating" || plant.state == "caughtUp" ? 1 : 0)
+            gauge("lampcell_plant_lag_entries", [], plant.lagEntries.map(Double.init) ?? .nan)
+            gauge("lampcell_plant_lag_seconds", [], plant.lagSeconds ?? .nan)
+            gauge("lampcell_plant_acknowledged_position", [], plant.acknowledgedPosition.map(Double.init) ?? .nan)
+            gauge("lampcell_plant_refused", [], plant.state == "refused" ? 1 : 0)
+            gauge("lampcell_plant_warning", [], plant.warning == nil ? 0 : 1)
+        }
         return registry.emitToBuffer()
     }
 

@@ -105,6 +105,7 @@ struct StatusBuilder: Sendable {
         quiet.oee.availability = nil
         quiet.oee.performance = nil
         quiet.oee.oee = nil
+        quiet.plant?.lagSeconds = nil
         quiet.controlLoop = StatusDocument.ControlLoop(
             periodMicroseconds: 0, periodsRun: 0, overruns: document.controlLoop.overruns,
             wakeLatencyP99Microseconds: 0, wakeLatencyP999Microseconds: 0, wakeLatencyMaxMicroseconds: 0, phases: [],

@@ -19,6 +19,7 @@ final class StatusSource: @unchecked Sendable {
     }
 
     private let cell: any ControlledCell
+    private let plant: (any PlantReporting)?
     private let builder: StatusBuilder
     private let maximumAgeNanoseconds: UInt64
     private let cycleTimeWindow: Int
@@ -32,8 +33,9 @@ final class StatusSource: @unchecked Sendable {
     private var timing: (figures: [ControlPhase: PhaseFigures], builtNanoseconds: UInt64)?
     private let timingMaximumAgeNanoseconds: UInt64
 
-    init(cell: any ControlledCell, configuration: APIServerConfiguration) {
+    init(cell: any ControlledCell, configuration: APIServerConfiguration, plant: (any PlantReporting)? = nil) {
         self.cell = cell
+        self.plant = plant
         builder = StatusBuilder(
             cellID: cell.cellID, armNames: cell.armNames, stationName: configuration.stationName,
             recipeIDs: cell.recipeIDs, version: configuration.version, periodNanoseconds: cell.periodNanoseconds)
@@ -85,10 +87,11 @@ final class StatusSource: @unchecked Sendable {
             timing = (cell.timingFigures(), now)
         }
         let counters = cell.loopCounters
-        let document = builder.build(
+        var document = builder.build(
             snapshot: snapshot, figures: timing?.figures ?? [:], overruns: counters.overruns,
             periodsRun: counters.periodsRun, droppedSamples: counters.droppedSamples,
             uptimeSeconds: Double(now - startNanoseconds) / 1e9, cycleTime: cycleTimeStatistics(), ledger: ledgerHead)
+        document.plant = plant?.plantReplication()
         let json = (try? encoder.encode(document)).map { Array($0) } ?? Array("{}".utf8)
         return Published(
             document: document, json: json, signature: builder.changeSignature(document), builtNanoseconds: now)

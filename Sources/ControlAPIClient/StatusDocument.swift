@@ -23,6 +23,8 @@ public struct StatusDocument: Codable, Sendable, Equatable {
     public var devices: [Device]
     /// The ledger's head; absent when no ledger is attached to the API.
     public var ledger: LedgerHead?
+    /// The ledger's replication to the plant database; absent when `[plant]` is not configured.
+    public var plant: PlantReplication?
 
     /// PackML state machine.
     public struct PackML: Codable, Sendable, Equatable {
@@ -425,7 +427,8 @@ public struct StatusDocument: Codable, Sendable, Equatable {
         lastLamp: Lamp? = nil,
         controlLoop: ControlLoop,
         devices: [Device],
-        ledger: LedgerHead? = nil
+        ledger: LedgerHead? = nil,
+        plant: PlantReplication? = nil
     ) {
         self.apiVersion = apiVersion
         self.version = version
@@ -442,6 +445,47 @@ public struct StatusDocument: Codable, Sendable, Equatable {
         self.controlLoop = controlLoop
         self.devices = devices
         self.ledger = ledger
+        self.plant = plant
+    }
+}
+
+/// The ledger's replication to the plant database (`[plant]`, docs/PLANT.md), in `GET /v1/status`.
+public struct PlantReplication: Codable, Sendable, Equatable {
+    /// `connecting`, `replicating`, `caughtUp`, `disconnected`, `refused` (an alarm: the server refused the chain,
+    /// or the local ledger disagrees with it) or `stopped`.
+    public var state: String
+    /// `host=… port=… dbname=… user=…`.
+    public var server: String
+    /// Entries in the local ledger.
+    public var localPosition: Int64
+    /// The last position the server acknowledged; absent while never known.
+    public var acknowledgedPosition: Int64?
+    /// Local entries not yet on the server, and the age of the oldest of them, s.
+    public var lagEntries: Int64?
+    public var lagSeconds: Double?
+    /// Entries shipped since the daemon started.
+    public var shippedEntries: Int64
+    /// The last error, one line.
+    public var lastError: String?
+    /// The first position the server refused.
+    public var chainBreakPosition: Int64?
+    /// What is wrong, in words, once the lag passes its configured bound or the chain was refused.
+    public var warning: String?
+
+    public init(
+        state: String, server: String, localPosition: Int64, acknowledgedPosition: Int64?, lagEntries: Int64?,
+        lagSeconds: Double?, shippedEntries: Int64, lastError: String?, chainBreakPosition: Int64?, warning: String?
+    ) {
+        self.state = state
+        self.server = server
+        self.localPosition = localPosition
+        self.acknowledgedPosition = acknowledgedPosition
+        self.lagEntries = lagEntries
+        self.lagSeconds = lagSeconds
+        self.shippedEntries = shippedEntries
+        self.lastError = lastError
+        self.chainBreakPosition = chainBreakPosition
+        self.warning = warning
     }
 }
 

@@ -20,18 +20,7 @@ public enum LedgerCanonical {
         func line(_ key: String, _ value: String) {
             out.append(contentsOf: key.utf8)
             out.append(UInt8(ascii: "="))
-            if needsEscape(value) {
-                for byte in value.utf8 {
-                    switch byte {
-                    case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
-                    case 0x0A: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
-                    case 0x0D: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
-                    default: out.append(byte)
-                    }
-                }
-            } else {
-                out.append(contentsOf: value.utf8)
-            }
+            out.append(contentsOf: escaped(value).utf8)
             out.append(0x0A)
         }
         func line(_ key: String, _ value: Int64) { line(key, String(value)) }
@@ -105,6 +94,112 @@ public enum LedgerCanonical {
     /// Keys of the first measurements and devices, made once.
     static let measurementKeys = (0..<16).map(measurementKeys)
     static let deviceKeys = (0..<16).map(deviceKeys)
+
+    /// `value` as its canonical line holds it: backslash, LF and CR escaped as `\\`, `\n`, `\r`.
+    public static func escaped(_ value: String) -> String {
+        guard needsEscape(value) else { return value }
+        var out: [UInt8] = []
+        out.reserveCapacity(value.utf8.count + 8)
+        for byte in value.utf8 {
+            switch byte {
+            case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+            case 0x0A: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+            case 0x0D: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+            default: out.append(byte)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The value of an escaped canonical line (the inverse of `escaped`); nil for a dangling or unknown escape.
+    static func unescaped(_ value: Substring) -> String? {
+        guard value.utf8.contains(UInt8(ascii: "\\")) else { return String(value) }
+        var out: [UInt8] = []
+        var escaping = false
+        for byte in value.utf8 {
+            if escaping {
+                switch byte {
+                case UInt8(ascii: "\\"): out.append(byte)
+                case UInt8(ascii: "n"): out.append(0x0A)
+                case UInt8(ascii: "r"): out.append(0x0D)
+                default: return nil
+                }
+                escaping = false
+            } else if byte == UInt8(ascii: "\\") {
+                escaping = true
+            } else {
+                out.append(byte)
+            }
+        }
+        return escaping ? nil : String(decoding: out, as: UTF8.self)
+    }
+
+    /// The entry whose canonical text is `text` (the inverse of `encode`), at the position the text names, with
+    /// `prevHash` and `hash` as given; nil when `text` is not a `ledger-entry-v1` encoding. Thread: any.
+    public static func decode(_ text: String, prevHash: String, hash: String) -> LedgerEntry? {
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        guard lines.first == Substring(formatLine), lines.last == "" else { return nil }
+        lines.removeLast()
+        var fields: [Substring: Substring] = [:]
+        for line in lines.dropFirst() {
+            guard let equals = line.firstIndex(of: "=") else { return nil }
+            fields[line[..<equals]] = line[line.index(after: equals)...]
+        }
+        func string(_ key: String) -> String? { fields[Substring(key)].flatMap(unescaped) }
+        func integer(_ key: String) -> Int64? { fields[Substring(key)].flatMap { Int64($0) } }
+        func real(_ key: String) -> Double? {
+            guard let value = fields[Substring(key)] else { return nil }
+            switch value {
+            case "nan": return .nan
+            case "inf": return .infinity
+            case "-inf": return -.infinity
+            default: return Double(value)
+            }
+        }
+        func optionalReal(_ key: String) -> Double?? {
+            guard let value = fields[Substring(key)] else { return nil }
+            return value.isEmpty ? .some(nil) : real(key).map { .some($0) }
+        }
+        guard let measurementCount = integer("measurement_count"), (0...1024).contains(measurementCount),
+            let deviceCount = integer("device_count"), (0...1024).contains(deviceCount)
+        else { return nil }
+        var measurements: [LedgerMeasurement] = []
+        for index in 0..<Int(measurementCount) {
+            let keys = measurementKeys(index)
+            guard let name = string(keys[0]), let value = real(keys[1]), let unit = string(keys[2]),
+                let minimum = optionalReal(keys[3]), let maximum = optionalReal(keys[4])
+            else { return nil }
+            measurements.append(LedgerMeasurement(name: name, value: value, unit: unit, minimum: minimum, maximum: maximum))
+        }
+        var devices: [DeviceIdentity] = []
+        for index in 0..<Int(deviceCount) {
+            let keys = deviceKeys(index)
+            guard let name = string(keys[0]), let serialNumber = string(keys[1]), let firmware = string(keys[2]) else {
+                return nil
+            }
+            devices.append(DeviceIdentity(name: name, serialNumber: serialNumber, firmware: firmware))
+        }
+        guard let position = integer("position"), let serial = string("serial"),
+            let serialSequence = integer("serial_sequence"), let cellID = string("cell_id"), let variant = string("variant"),
+            let recipeID = string("recipe_id"), let recipeSHA256 = string("recipe_sha256"), let orderID = string("order_id"),
+            let startUTC = string("start_utc"), let startWall = integer("start_wall_ns"), let endUTC = string("end_utc"),
+            let endWall = integer("end_wall_ns"), let cycleTime = real("cycle_time_s"), let verdict = string("verdict"),
+            let reasons = string("reasons"), let housingLot = integer("housing_lot"),
+            let ledModuleLot = integer("led_module_lot"), let lensLot = integer("lens_lot"),
+            let softwareVersion = string("software_version")
+        else { return nil }
+        var entry = LedgerEntry(
+            position: position, serial: serial, serialSequence: serialSequence, cellID: cellID, variant: variant,
+            recipeID: recipeID, recipeSHA256: recipeSHA256, orderID: orderID, startWallNanoseconds: startWall,
+            endWallNanoseconds: endWall, cycleTimeSeconds: cycleTime, verdict: verdict, reasons: reasons,
+            measurements: measurements, housingLot: housingLot, ledModuleLot: ledModuleLot, lensLot: lensLot,
+            devices: devices, softwareVersion: softwareVersion, prevHash: prevHash, hash: hash)
+        entry.startUTC = startUTC
+        entry.endUTC = endUTC
+        // Only an exact inverse counts: any line this decoder did not read (or read differently) fails here.
+        guard encode(entry, position: position) == Array(text.utf8) else { return nil }
+        return entry
+    }
 
     /// True when `value` holds a backslash, LF or CR (which the canonical form escapes).
     static func needsEscape(_ value: String) -> Bool {

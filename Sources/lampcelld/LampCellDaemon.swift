@@ -94,6 +94,7 @@ struct LampCellDaemon: ParsableCommand {
         var configuration: DaemonConfiguration
         let definition: CellDefinition
         var recipes: [Recipe] = []
+        let plant: PlantLink?
         guard let chosenVariant = Variant.allCases.first(where: { $0.name == variant.uppercased() }) else {
             fail("--variant \(variant): expected LEFT or RIGHT")
         }
@@ -116,6 +117,7 @@ struct LampCellDaemon: ParsableCommand {
             }
             definition = try CellDefinition.load(from: configuration.cellPath)
             for path in configuration.recipePaths { recipes.append(try Recipe.load(from: path, cell: definition)) }
+            plant = try PlantLink.make(configuration: configuration, cellID: definition.cellID, logger: logger)
         } catch {
             fail("\(error)")
         }
@@ -166,6 +168,11 @@ struct LampCellDaemon: ParsableCommand {
             fail("\(error)")
         }
         daemon.start()
+        // Replication of the ledger to the plant database, on its own thread (reads the ledger file only).
+        if let plant {
+            plant.replicator.start()
+            logger.info("plant: replicating the ledger to \(plant.replicator.status().server)")
+        }
         // Status and control API on the Unix socket (ControlAPI, docs/API.md); without it the cell still runs.
         var api: APIServer?
         do {
@@ -174,7 +181,8 @@ struct LampCellDaemon: ParsableCommand {
             let activated = try SocketActivation.listenFileDescriptors().first { $0.name == "api" }?.fileDescriptor
             if let activated { logger.info("API socket passed by the service manager (fd \(activated))") }
             api = try APIServer.start(
-                for: daemon, stationName: definition.station.name, lamps: lamps, activatedFileDescriptor: activated,
+                for: daemon, stationName: definition.station.name, lamps: lamps, plant: plant,
+                activatedFileDescriptor: activated,
                 logger: logger)
         } catch {
             logger.error("\(error)")
@@ -241,6 +249,9 @@ struct LampCellDaemon: ParsableCommand {
         systemd.stopping()  // systemd: STOPPING=1
         api?.stop()
         daemon.shutdown(timeoutNanoseconds: Self.shutdownTimeoutNanoseconds)
+        if let plant, !plant.replicator.stop(timeoutMilliseconds: PlantLink.stopTimeoutMilliseconds) {
+            logger.warning("plant: a batch was still in flight at exit; the next start reads the server's head")
+        }
         simulator?.stop()
         systemd.finish(lampsThisRun: daemon.drain.lampsDrained)
         let final = daemon.snapshot()

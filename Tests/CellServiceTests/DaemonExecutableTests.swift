@@ -9,15 +9,12 @@ import Testing
 struct DaemonExecutableTests {
     /// The built executable next to the test bundle (SwiftPM builds the package's executables before the tests).
     static func executable(_ name: String) throws -> String {
-        let candidates = [
-            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name).path,
-            Repository.root + "/.build/debug/" + name,
-        ]
-        guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            Issue.record("\(name) is not built (looked at \(candidates)); run swift build first")
-            throw CancellationError()
+        do {
+            return try Repository.executable(name)
+        } catch {
+            Issue.record("\(error)")
+            throw error
         }
-        return found
     }
 
     /// Text collected from a pipe on another thread.

@@ -24,4 +24,24 @@ public enum Repository {
 
     /// The development configuration of lampcelld (`Systemd/lampcelld-dev.toml`: simulated devices on loopback).
     public static let developmentConfiguration = root + "/Systemd/lampcelld-dev.toml"
+
+    /// The built executable `name` (`lampcelld`, `lampctl`, `lampsim` …): beside the test bundle, or in
+    /// `.build/debug`. Throws a message saying to build it first when it is in neither.
+    public static func executable(_ name: String) throws -> String {
+        let candidates = [
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name).path,
+            root + "/.build/debug/" + name,
+        ]
+        guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw MissingExecutable(name: name, candidates: candidates)
+        }
+        return found
+    }
+
+    /// An executable the tests need is not built.
+    public struct MissingExecutable: Error, CustomStringConvertible {
+        public var name: String
+        public var candidates: [String]
+        public var description: String { "\(name) is not built (looked at \(candidates)); run swift build first" }
+    }
 }
