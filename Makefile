@@ -82,7 +82,7 @@ test: deps
 	echo "make test: tests exit $$tests, campaign exit $$campaign"; test $$tests -eq 0 -a $$campaign -eq 0
 
 # Every benchmark of docs/BENCHMARKS.md in one run (release build), one table, also written to
-# .build/bench/latest.md. Not part of `make test`. BENCH=1,3,7 (or control,work,modbus,motion,cycle,shift,ledger,slow,
+# .build/bench/latest.md. Not part of `make test`. BENCH=1,3,7 (or control,work,modbus,motion,cycle,shift,ledger,slow,plant,
 # footprint) picks items; BENCH_SCALE=0.1 shortens every window (a smoke run). Run as root for SCHED_FIFO.
 BENCH ?=
 BENCH_SCALE ?=

@@ -161,7 +161,7 @@ let package = Package(
             name: "lampbench",
             dependencies: [
                 "CellService", "CellSimulator", "CellModbus", "CellCore", "CellConfig", "CellControl", "CellRuntime",
-                "Modbus", "Motion", "Ledger", "CRealtime", "CAllocationCounter", "SeededRandom",
+                "Modbus", "Motion", "Ledger", "CRealtime", "CAllocationCounter", "SeededRandom", "Plant",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

@@ -170,7 +170,8 @@ public struct PlantConfiguration: Sendable, Equatable {
     public static let defaultLagWarningSeconds = 300.0
     public static let defaultLagWarningEntries = 1_000
 
-    /// Host name, address, or the directory of the server's Unix socket (an absolute path).
+    /// Host name, address, or the directory of the server's Unix socket (an absolute path); several,
+    /// comma-separated (`"db1,db2"`), for a primary and its standby: the cell writes to whichever takes writes.
     public var server: String
     public var port: Int
     public var database: String

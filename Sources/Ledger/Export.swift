@@ -41,7 +41,7 @@ extension Ledger {
     /// written in their shortest exact form. Streams row by row. Thread: any.
     public func exportCSV(matching filter: LedgerFilter, to output: inout some TextOutputStream) throws(LedgerError) {
         let encoder = LedgerSchema.makeEncoder()
-        output.write(Self.csvColumns.map(Self.csvField).joined(separator: ",") + "\r\n")
+        output.write(Self.csvHeaderLine)
         try forEachEntry(matching: filter) { (entry) throws(LedgerError) in
             output.write(try Self.csvLine(entry, encoder: encoder))
         }
@@ -62,11 +62,7 @@ extension Ledger {
     ) throws(LedgerError) {
         let encoder = LedgerSchema.makeEncoder()
         try forEachEntry(matching: filter) { (entry) throws(LedgerError) in
-            do {
-                output.write(String(decoding: try encoder.encode(entry), as: UTF8.self) + "\n")
-            } catch {
-                throw LedgerError.invalidEntry(serial: entry.serial, field: "(json)", message: "\(error)")
-            }
+            output.write(try Self.jsonLine(entry, encoder: encoder))
         }
     }
 
@@ -83,8 +79,23 @@ extension Ledger {
         if let error = stream.error { throw .exportFailed(message: "writing to the output: \(error)") }
     }
 
-    /// One CSV record (with CRLF) of `entry`.
-    static func csvLine(_ entry: LedgerEntry, encoder: JSONEncoder) throws(LedgerError) -> String {
+    /// The CSV header record (with CRLF) of `exportCSV`.
+    public static var csvHeaderLine: String { csvColumns.map(csvField).joined(separator: ",") + "\r\n" }
+
+    /// The JSON encoder of exports (keys sorted, non-finite reals as strings).
+    public static func makeExportEncoder() -> JSONEncoder { LedgerSchema.makeEncoder() }
+
+    /// One JSON Lines record (with LF) of `entry`, as `exportJSONLines` writes it.
+    public static func jsonLine(_ entry: LedgerEntry, encoder: JSONEncoder) throws(LedgerError) -> String {
+        do {
+            return String(decoding: try encoder.encode(entry), as: UTF8.self) + "\n"
+        } catch {
+            throw LedgerError.invalidEntry(serial: entry.serial, field: "(json)", message: "\(error)")
+        }
+    }
+
+    /// One CSV record (with CRLF) of `entry`, as `exportCSV` writes it.
+    public static func csvLine(_ entry: LedgerEntry, encoder: JSONEncoder) throws(LedgerError) -> String {
         let measurements: String
         let devices: String
         do {

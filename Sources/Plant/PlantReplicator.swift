@@ -402,14 +402,14 @@ public final class PlantReplicator: @unchecked Sendable {
     // MARK: Wire format
 
     /// The columns a cell ships, in staging and COPY order.
-    static let shippedColumns =
+    public static let shippedColumns =
         "cell_id, position, serial, variant, order_id, end_wall_ns, verdict, housing_lot, led_module_lot, lens_lot, canonical, prev_hash, hash"
     static let stagingColumns =
         "cell_id text, position bigint, serial text, variant text, order_id text, end_wall_ns bigint, verdict text, housing_lot bigint, led_module_lot bigint, lens_lot bigint, canonical text, prev_hash text, hash text"
 
     /// The values of the shipped columns of `entry`, in `shippedColumns` order. `order_id` is sent as its canonical
     /// line holds it (escaped), which the server's check compares.
-    static func shippedValues(_ entry: LedgerEntry) -> [String] {
+    public static func shippedValues(_ entry: LedgerEntry) -> [String] {
         [
             entry.cellID, String(entry.position), entry.serial, entry.variant, LedgerCanonical.escaped(entry.orderID),
             String(entry.endWallNanoseconds), entry.verdict, String(entry.housingLot), String(entry.ledModuleLot),
@@ -419,7 +419,7 @@ public final class PlantReplicator: @unchecked Sendable {
     }
 
     /// One COPY text-format line of `entry`: `shippedValues`, tab-separated, each escaped for COPY.
-    static func appendCopyRow(_ entry: LedgerEntry, to data: inout [UInt8]) {
+    public static func appendCopyRow(_ entry: LedgerEntry, to data: inout [UInt8]) {
         let values = shippedValues(entry)
         for (index, value) in values.enumerated() {
             for byte in value.utf8 {

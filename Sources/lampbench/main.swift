@@ -7,14 +7,15 @@ import Glibc
 // lampcelld and lampsim and runs it from the repository's root.
 //
 //   lampbench [--only LIST] [--scale X] [--output FILE]
-//     --only   comma-separated items: 1..9 or control,work,modbus,motion,cycle,shift,ledger,footprint,slow
+//     --only   comma-separated items: 1..10 or control,work,modbus,motion,cycle,shift,ledger,footprint,slow,plant
 //              (default: all; also LAMPBENCH_ONLY). control and work share one run per period.
 //     --scale  multiplies every window and count (default 1; also LAMPBENCH_SCALE; 0.1 for a quick smoke run)
 //     --output where the Markdown table goes (default .build/bench/latest.md)
 
-let usage = "usage: lampbench [--only 1,2,…|control,work,modbus,motion,cycle,shift,ledger,footprint,slow] [--scale X] [--output FILE]"
+let usage = "usage: lampbench [--only 1,2,…|control,work,modbus,motion,cycle,shift,ledger,footprint,slow,plant] [--scale X] [--output FILE]"
 let names = [
     "control": 1, "work": 2, "modbus": 3, "motion": 4, "cycle": 5, "shift": 6, "ledger": 7, "footprint": 8, "slow": 9,
+    "plant": 10,
 ]
 var onlyText = ProcessInfo.processInfo.environment["LAMPBENCH_ONLY"] ?? ""
 var scale = Double(ProcessInfo.processInfo.environment["LAMPBENCH_SCALE"] ?? "") ?? 1
@@ -39,11 +40,11 @@ while let argument = arguments.popFirst() {
         exit(64)
     }
 }
-var selected = Set(1...9)
+var selected = Set(1...10)
 if !onlyText.trimmingCharacters(in: .whitespaces).isEmpty {
     selected = []
     for word in onlyText.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces).lowercased() }) {
-        if let number = Int(word), (1...9).contains(number) {
+        if let number = Int(word), (1...10).contains(number) {
             selected.insert(number)
         } else if let number = names[word] {
             selected.insert(number)
@@ -130,6 +131,7 @@ if selected.contains(9) {
         windowSeconds: controlWindow4ms, scale: scale, repository: repository, scratch: scratch, table: table)
 }
 if selected.contains(6) { ShiftBenchmark.run(binDirectory: binDirectory, repository: repository, table: table) }
+if selected.contains(10) { PlantBenchmark.run(scale: scale, scratch: scratch, table: table) }
 
 let machineLine: String = "\(build) build, commit \(commit), \(Machine.processorCount) CPUs (\(Machine.cpuModel)), "
     + "kernel \(Machine.kernel), virtualisation \(Machine.virtualisation)"

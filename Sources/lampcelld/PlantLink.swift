@@ -26,6 +26,9 @@ final class PlantLink: PlantReporting {
         var parameters: [(String, String)] = [
             ("host", plant.server), ("port", String(plant.port)), ("dbname", plant.database), ("user", plant.role),
             ("sslmode", !plant.tls ? "disable" : plant.caFile == nil ? "require" : "verify-full"),
+            // `server = "db1,db2"`: libpq tries each and keeps the one that takes writes (the primary after a
+            // failover).
+            ("target_session_attrs", "read-write"),
         ]
         if plant.tls, let caFile = plant.caFile { parameters.append(("sslrootcert", caFile)) }
         if let path = plant.passwordFile {

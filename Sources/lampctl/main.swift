@@ -21,6 +21,7 @@ struct LampCtl: ParsableCommand {
         subcommands: [
             Status.self, Watch.self, Reset.self, Start.self, Stop.self, Hold.self, Unhold.self, Suspend.self,
             Unsuspend.self, Abort.self, Clear.self, Mode.self, Order.self, CancelOrder.self, LedgerCommand.self,
+            PlantCommand.self,
         ])
 }
 
@@ -245,33 +246,44 @@ struct CancelOrder: ParsableCommand {
     }
 }
 
-/// The arguments with a `--socket PATH` (or `--socket=PATH`) given before the subcommand moved after it, where the
-/// subcommand's parser takes it: a user may put it wherever they like (`lampctl --socket S status` and
-/// `lampctl status --socket S` are the same).
-func socketOptionMovedAfterSubcommand(_ arguments: [String]) -> [String] {
-    var leading: [String] = []
-    var index = 0
-    while index < arguments.count, arguments[index].hasPrefix("-") {
-        let argument = arguments[index]
-        if argument == "--socket", index + 1 < arguments.count {
-            leading += [argument, arguments[index + 1]]
-            index += 2
-        } else if argument.hasPrefix("--socket=") {
-            leading.append(argument)
-            index += 1
-        } else {
-            return arguments  // --help, --version…: the root command's own
+/// The arguments with a connection option (`--socket PATH`, `--database CONNINFO`, or their `=` forms) given before
+/// the subcommand moved after it, where the subcommand's parser takes it: a user may put it wherever they like
+/// (`lampctl --socket S status` and `lampctl status --socket S` are the same, and so are `lampctl plant --database D
+/// recall …` and `lampctl plant recall --database D …`).
+func connectionOptionsMovedAfterSubcommand(_ arguments: [String]) -> [String] {
+    let movable = ["--socket", "--database"]
+    /// Options that take a value and may be moved, taken from `index` on; nil when another option comes first.
+    func leadingOptions(from index: inout Int) -> [String]? {
+        var taken: [String] = []
+        while index < arguments.count, arguments[index].hasPrefix("-") {
+            let argument = arguments[index]
+            if movable.contains(argument), index + 1 < arguments.count {
+                taken += [argument, arguments[index + 1]]
+                index += 2
+            } else if movable.contains(where: { argument.hasPrefix($0 + "=") }) {
+                taken.append(argument)
+                index += 1
+            } else {
+                return nil  // --help, --version…: the command's own
+            }
         }
+        return taken
     }
-    guard !leading.isEmpty, index < arguments.count else { return arguments }
-    // The subcommand (and `ledger`'s own subcommand after it), then the moved option, then the rest.
+    var index = 0
+    guard var moved = leadingOptions(from: &index), index < arguments.count else { return arguments }
+    // The subcommand (and the verb of a command group after it), then the moved options, then the rest.
     var path = [arguments[index]]
     index += 1
-    if path[0] == "ledger", index < arguments.count, !arguments[index].hasPrefix("-") {
-        path.append(arguments[index])
-        index += 1
+    if ["ledger", "plant"].contains(path[0]) {
+        guard let more = leadingOptions(from: &index) else { return arguments }
+        moved += more
+        if index < arguments.count, !arguments[index].hasPrefix("-") {
+            path.append(arguments[index])
+            index += 1
+        }
     }
-    return path + leading + arguments[index...]
+    guard !moved.isEmpty else { return arguments }
+    return path + moved + arguments[index...]
 }
 
-LampCtl.main(socketOptionMovedAfterSubcommand(Array(CommandLine.arguments.dropFirst())))
+LampCtl.main(connectionOptionsMovedAfterSubcommand(Array(CommandLine.arguments.dropFirst())))

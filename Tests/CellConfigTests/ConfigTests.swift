@@ -582,3 +582,41 @@ private final class TemporaryDirectory {
     configuration.moveStateDirectory(to: "/data")
     #expect(configuration.ledgerPath == "/srv/ledger.sqlite")
 }
+
+// MARK: - [plant]
+
+/// `[plant]`: absent means off; present, every key is read with its defaults, paths resolved against the file, and a
+/// bad value names its field.
+@Test func plantSectionIsOptionalAndItsBadValuesNameTheirField() throws {
+    let directory = try TemporaryDirectory()
+    let base = try String(contentsOfFile: Repository.developmentConfiguration, encoding: .utf8)
+        .replacingOccurrences(of: "\"../", with: "\"\(Repository.root)/")
+    func load(_ plant: String) throws(ConfigError) -> DaemonConfiguration {
+        let path = directory.path + "/lampcelld.toml"
+        try? (base + "\n[plant]\n" + plant).write(toFile: path, atomically: true, encoding: .utf8)
+        return try DaemonConfiguration.load(from: path)
+    }
+    #expect(try DaemonConfiguration.load(from: Repository.developmentConfiguration).plant == nil)
+    let plant = try load("server = \"db1,db2\"\ndatabase = \"plant\"\nrole = \"cell_01\"\ntls = true\nca_file = \"ca.pem\"\n").plant
+    #expect(
+        plant
+            == PlantConfiguration(
+                server: "db1,db2", database: "plant", role: "cell_01", tls: true, caFile: directory.path + "/ca.pem"))
+    let cases: [(String, String)] = [
+        ("database = \"plant\"\nrole = \"r\"\ntls = false\n", "plant.server"),
+        ("server = \"db\"\ndatabase = \"plant\"\nrole = \"r\"\ntls = \"yes\"\n", "plant.tls"),
+        ("server = \"db\"\ndatabase = \"plant\"\nrole = \"r\"\ntls = false\nport = 0\n", "plant.port"),
+        ("server = \"db\"\ndatabase = \"plant\"\nrole = \"r\"\ntls = false\nca_file = \"ca.pem\"\n", "plant.ca_file"),
+        ("server = \"db\"\ndatabase = \"plant\"\nrole = \"r\"\ntls = false\nbatch_entries = 0\n", "plant.batch_entries"),
+        ("server = \"db\"\ndatabase = \"\"\nrole = \"r\"\ntls = false\n", "plant.database"),
+        ("server = \"db\"\ndatabase = \"plant\"\nrole = \"r\"\ntls = false\nhosts = 2\n", "plant.hosts"),
+    ]
+    for (text, field) in cases {
+        #expect(throws: ConfigError.self, "\(field)") { try load(text) }
+        do {
+            _ = try load(text)
+        } catch {
+            #expect(error.fieldPath == field, "\(error)")
+        }
+    }
+}

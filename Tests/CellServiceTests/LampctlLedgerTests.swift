@@ -1,24 +1,14 @@
 import CellCore
 import Foundation
 import Ledger
+import LampCellTestSupport
 import Testing
 
 /// `lampctl ledger …` against a real ledger file, as an operator runs it.
 @Suite("lampctl ledger")
 struct LampctlLedgerTests {
     static func run(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try DaemonExecutableTests.executable("lampctl"))
-        process.arguments = arguments
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let out = output.fileHandleForReading.readDataToEndOfFile()
-        let err = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+        try Repository.run("lampctl", arguments)
     }
 
     /// A ledger with `count` lamps; lamp i has lens lot 300000 + i % 3 and is NG when i % 4 == 3.

@@ -17,15 +17,16 @@ final class TestCell: @unchecked Sendable {
     let writer: LedgerWriter
     private var random: SplitMix64
 
-    /// A cell `cellID` registered on `server` with role `role`, with an empty ledger.
-    init(_ cellID: String, role: String, server: PostgresServer, seed: UInt64) throws {
+    /// A cell `cellID` registered on `server` with role `role`, with an empty ledger in `directory` (by default a
+    /// folder of its own in the server's).
+    init(_ cellID: String, role: String, server: LocalPostgresServer, seed: UInt64, directory: String? = nil) throws {
         self.cellID = cellID
         self.role = role
-        directory = server.directory + "/cell-" + cellID
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        writer = try LedgerWriter(path: directory + "/ledger.sqlite")
+        self.directory = directory ?? server.directory + "/cell-" + cellID
+        try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
+        writer = try LedgerWriter(path: self.directory + "/ledger.sqlite")
         random = SplitMix64(seed: seed)
-        try PlantSchema.addCell(try server.connect(database: PostgresServer.database), cellID: cellID, role: role)
+        try PlantSchema.addCell(try server.connect(database: LocalPostgresServer.database), cellID: cellID, role: role)
     }
 
     /// Appends `count` lamps (in transactions of up to 1,000), with lots drawn from `lots`, some NG, and order ids
@@ -66,7 +67,7 @@ final class TestCell: @unchecked Sendable {
     }
 
     /// A replicator of this cell's ledger to `server`, not started.
-    func replicator(_ server: PostgresServer, batchEntries: Int = 500) -> PlantReplicator {
+    func replicator(_ server: LocalPostgresServer, batchEntries: Int = 500) -> PlantReplicator {
         var settings = PlantReplicator.Settings(
             connectionParameters: server.parameters(user: role), cellID: cellID)
         settings.batchEntries = batchEntries
@@ -78,8 +79,8 @@ final class TestCell: @unchecked Sendable {
 
     /// The first difference between this cell's central rows and its local ledger, row by row (position, hash,
     /// prev_hash, canonical text); nil when they are equal. Read as the quality role would: every row.
-    func differenceFromCentral(_ server: PostgresServer) throws -> String? {
-        let connection = try server.connect(database: PostgresServer.database)
+    func differenceFromCentral(_ server: LocalPostgresServer) throws -> String? {
+        let connection = try server.connect(database: LocalPostgresServer.database)
         let rows = try connection.execute(
             "SELECT position, hash, prev_hash, canonical FROM lampcell.lamp WHERE cell_id = $1 ORDER BY position",
             [cellID]
@@ -95,8 +96,8 @@ final class TestCell: @unchecked Sendable {
     }
 
     /// The chain head the server holds for this cell (0 when none).
-    func centralCount(_ server: PostgresServer) throws -> Int64 {
-        let rows = try server.connect(database: PostgresServer.database).execute(
+    func centralCount(_ server: LocalPostgresServer) throws -> Int64 {
+        let rows = try server.connect(database: LocalPostgresServer.database).execute(
             "SELECT count(*) FROM lampcell.lamp WHERE cell_id = $1", [cellID]
         ).rows
         return Int64(rows.first?.first.flatMap { $0 } ?? "0") ?? 0

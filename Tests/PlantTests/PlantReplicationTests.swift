@@ -27,8 +27,8 @@ struct PlantReplicationTests {
 
     @Test("migrate is idempotent; a cell's role inserts only its own, chained, consistent rows; nobody updates or deletes; quality only reads")
     func schemaRefusals() throws {
-        let server = try PostgresServer()
-        let admin = try server.connect(database: PostgresServer.database)
+        let server = try LocalPostgresServer()
+        let admin = try server.connect(database: LocalPostgresServer.database)
         #expect(try PlantSchema.migrate(admin) == [])  // already applied by the fixture
         #expect(try PlantSchema.appliedMigrations(admin) == PlantSchema.migrations.map(\.id))
         let a = try TestCell("CELL-A", role: "cell_a", server: server, seed: 1)
@@ -42,7 +42,7 @@ struct PlantReplicationTests {
         try b.produce(3)
         let aEntries = try a.writer.ledger.entries(matching: .all)
         let bEntries = try b.writer.ledger.entries(matching: .all)
-        let cellA = try server.connect(user: "cell_a", database: PostgresServer.database)
+        let cellA = try server.connect(user: "cell_a", database: LocalPostgresServer.database)
         func insert(_ entry: LedgerEntry, as connection: PostgresConnection, edit: (inout [String?]) -> Void = { _ in })
             throws
         {
@@ -86,14 +86,14 @@ struct PlantReplicationTests {
         replicatorB.stop()
         #expect(try cellA.execute("SELECT DISTINCT cell_id FROM lampcell.lamp").rows == [["CELL-A"]])
         try admin.execute("CREATE ROLE quality_eng LOGIN IN ROLE \(PlantSchema.qualityRole)")
-        let quality = try server.connect(user: "quality_eng", database: PostgresServer.database)
+        let quality = try server.connect(user: "quality_eng", database: LocalPostgresServer.database)
         #expect(try quality.execute("SELECT cell_id, count(*) FROM lampcell.lamp GROUP BY 1 ORDER BY 1").rows == [["CELL-A", "1"], ["CELL-B", "3"]])
         #expect(refusal { try insert(aEntries[1], as: quality) } == PlantError.insufficientPrivilegeState)
     }
 
     @Test("store and forward: a backlog ships in batches, new lamps follow, a restart sends nothing twice")
     func replicatesIdempotently() throws {
-        let server = try PostgresServer()
+        let server = try LocalPostgresServer()
         let cell = try TestCell("CELL-01", role: "cell_01", server: server, seed: 3)
         try cell.produce(1_234)
         let replicator = cell.replicator(server, batchEntries: 500)
@@ -120,7 +120,7 @@ struct PlantReplicationTests {
 
     @Test("the server down for a while: the cell keeps recording, the status shows the lag and warns, the backlog drains")
     func serverDown() throws {
-        let server = try PostgresServer()
+        let server = try LocalPostgresServer()
         let cell = try TestCell("CELL-02", role: "cell_02", server: server, seed: 4)
         try cell.produce(100)
         var settings = PlantReplicator.Settings(
@@ -149,7 +149,7 @@ struct PlantReplicationTests {
 
     @Test("the server crashes (immediate stop) mid-backlog and restarts: every entry once, the chain intact")
     func serverRestartedMidBatch() throws {
-        let server = try PostgresServer()
+        let server = try LocalPostgresServer()
         let cell = try TestCell("CELL-03", role: "cell_03", server: server, seed: 5)
         try cell.produce(6_000)
         let replicator = cell.replicator(server, batchEntries: 200)
@@ -171,12 +171,12 @@ struct PlantReplicationTests {
 
     @Test("the connection cut three times mid-batch (the server closes its socket): the backlog drains, nothing lost or doubled")
     func connectionCut() throws {
-        let server = try PostgresServer()
+        let server = try LocalPostgresServer()
         let cell = try TestCell("CELL-04", role: "cell_04", server: server, seed: 6)
         try cell.produce(6_000)
         let replicator = cell.replicator(server, batchEntries: 200)
         replicator.start()
-        let admin = try server.connect(database: PostgresServer.database)
+        let admin = try server.connect(database: LocalPostgresServer.database)
         var cuts = 0
         var lastAcknowledged: Int64 = 0
         while cuts < 3 {
@@ -197,7 +197,7 @@ struct PlantReplicationTests {
 
     @Test("a tampered local ledger: the server refuses the changed entry, the cell alarms with its position, nothing after it lands")
     func tamperedLocalLedger() throws {
-        let server = try PostgresServer()
+        let server = try LocalPostgresServer()
         let cell = try TestCell("CELL-05", role: "cell_05", server: server, seed: 7)
         try cell.produce(300)
         // Someone edits entry 150 with the sqlite3 shell (dropping the append-only trigger first).
@@ -218,7 +218,7 @@ struct PlantReplicationTests {
 
     @Test("two cells replicate at once, each into its own chain")
     func twoCellsAtOnce() throws {
-        let server = try PostgresServer()
+        let server = try LocalPostgresServer()
         let cells = [
             try TestCell("CELL-06", role: "cell_06", server: server, seed: 8),
             try TestCell("CELL-07", role: "cell_07", server: server, seed: 9),

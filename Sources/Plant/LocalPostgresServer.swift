@@ -1,40 +1,40 @@
-// A private PostgreSQL 15 server for the plant tests: `initdb` in a temporary folder, listening only on a Unix
-// socket in that folder, stopped and removed at the end. As root the server runs as the `postgres` user (PostgreSQL
-// refuses to run as root); `make test` installs the Debian package when it is missing.
+// A private PostgreSQL 15 server for the plant tests and benchmarks: `initdb` in a temporary folder, listening only
+// on a Unix socket in that folder, stopped and removed at the end. As root the server runs as the `postgres` user
+// (PostgreSQL refuses to run as root); `make test` installs the Debian package when it is missing. Not used by the
+// daemon: a plant runs its own server (docs/PLANT.md).
 
 import Foundation
-import Plant
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// One private server. Thread: the test's (start, stop, restart); connections are per thread.
-final class PostgresServer: @unchecked Sendable {
+/// One private server. Thread: the owner's (start, stop, restart); connections are per thread.
+public final class LocalPostgresServer: @unchecked Sendable {
     /// The superuser made by `initdb`.
-    static let superuser = "postgres"
+    public static let superuser = "postgres"
     /// The database the tests use.
-    static let database = "plant"
+    public static let database = "plant"
     /// The socket's port number (it only names the socket file, `.s.PGSQL.<port>`).
-    static let port = 5432
+    public static let port = 5432
     /// How long `pg_ctl` waits for a start or a stop, s.
-    static let pgCtlTimeoutSeconds = 60
+    public static let pgCtlTimeoutSeconds = 60
 
-    let directory: String
-    var dataDirectory: String { directory + "/data" }
-    var socketDirectory: String { directory }
+    public let directory: String
+    public var dataDirectory: String { directory + "/data" }
+    public var socketDirectory: String { directory }
     private let binaries: String
     private let runAs: [String]
 
     /// Makes the cluster, starts it and creates the `plant` database with the schema migrated.
-    init(migrate: Bool = true) throws {
+    public init(migrate: Bool = true) throws {
         binaries = try Self.findBinaries()
         var template = Array((FileManager.default.temporaryDirectory.path + "/lampcell-pg-XXXXXX").utf8CString)
-        guard let made = mkdtemp(&template) else { throw ServerError("mkdtemp failed: errno \(errno)") }
+        guard let made = mkdtemp(&template) else { throw LocalServerError("mkdtemp failed: errno \(errno)") }
         directory = String(cString: made)
         if geteuid() == 0 {
             guard let user = getpwnam("postgres") else {
-                throw ServerError("running as root and there is no postgres user (apt install postgresql-15)")
+                throw LocalServerError("running as root and there is no postgres user (apt install postgresql-15)")
             }
             chown(directory, user.pointee.pw_uid, user.pointee.pw_gid)
             runAs = ["/usr/sbin/runuser", "-u", "postgres", "--"]
@@ -56,7 +56,7 @@ final class PostgresServer: @unchecked Sendable {
     }
 
     /// Starts the server (after `stop`).
-    func start() throws {
+    public func start() throws {
         try run(
             binaries + "/pg_ctl", "-D", dataDirectory, "-w", "-t", String(Self.pgCtlTimeoutSeconds), "-l",
             directory + "/server.log", "-o",
@@ -65,22 +65,22 @@ final class PostgresServer: @unchecked Sendable {
     }
 
     /// Stops the server: `fast` (clients disconnected, clean shutdown) or `immediate` (like a crash).
-    func stop(mode: String = "fast") throws {
+    public func stop(mode: String = "fast") throws {
         try run(binaries + "/pg_ctl", "-D", dataDirectory, "-w", "-m", mode, "stop")
     }
 
     /// libpq parameters for `user` on `database`.
-    func parameters(user: String = superuser, database: String = database) -> [(String, String)] {
+    public func parameters(user: String = superuser, database: String = database) -> [(String, String)] {
         [("host", socketDirectory), ("port", String(Self.port)), ("dbname", database), ("user", user)]
     }
 
     /// A connection as `user` (the superuser by default) to `database`.
-    func connect(user: String = superuser, database: String = "postgres") throws -> PostgresConnection {
+    public func connect(user: String = superuser, database: String = "postgres") throws -> PostgresConnection {
         try PostgresConnection(parameters: parameters(user: user, database: database), applicationName: "lampcell-test")
     }
 
     /// The server's log (for failure messages).
-    var log: String { (try? String(contentsOfFile: directory + "/server.log", encoding: .utf8)) ?? "" }
+    public var log: String { (try? String(contentsOfFile: directory + "/server.log", encoding: .utf8)) ?? "" }
 
     /// Runs a command to its end with posix_spawn and waitpid (Foundation's `Process` did not see `runuser` exit
     /// once `pg_ctl start` had left the server running), its output in a file. Throws with the output on failure.
@@ -97,13 +97,13 @@ final class PostgresServer: @unchecked Sendable {
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
         let spawned = posix_spawn(&pid, command[0], &actions, nil, argv, environ)
-        guard spawned == 0 else { throw ServerError("\(command[0]): posix_spawn failed: \(spawned)") }
+        guard spawned == 0 else { throw LocalServerError("\(command[0]): posix_spawn failed: \(spawned)") }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
         // WIFEXITED and WEXITSTATUS by hand (macros, not in the Swift Glibc module).
         guard status & 0x7F == 0, (status >> 8) & 0xFF == 0 else {
-            throw ServerError("\(arguments.joined(separator: " ")) failed (status \(status)): \(text)")
+            throw LocalServerError("\(arguments.joined(separator: " ")) failed (status \(status)): \(text)")
         }
     }
 
@@ -112,11 +112,12 @@ final class PostgresServer: @unchecked Sendable {
         for candidate in ["/usr/lib/postgresql/15/bin"] where FileManager.default.isExecutableFile(atPath: candidate + "/initdb") {
             return candidate
         }
-        throw ServerError("no PostgreSQL 15 server binaries in /usr/lib/postgresql/15/bin (apt install postgresql-15)")
+        throw LocalServerError("no PostgreSQL 15 server binaries in /usr/lib/postgresql/15/bin (apt install postgresql-15)")
     }
 
-    struct ServerError: Error, CustomStringConvertible {
-        var description: String
+    /// A command of the server that failed, with its output.
+    public struct LocalServerError: Error, CustomStringConvertible {
+        public var description: String
         init(_ description: String) { self.description = description }
     }
 }
