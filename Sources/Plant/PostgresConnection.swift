@@ -156,6 +156,30 @@ public final class PostgresConnection {
         _ = try rows(of: result, operation: operation())
     }
 
+    /// Sends `sql` (one or more statements, no parameters) without waiting for its results, so that the caller can
+    /// work while the server runs it; `finishSent` collects them. Nothing else may be sent in between.
+    public func send(_ sql: String, operation: @autoclosure () -> String) throws(PlantError) {
+        guard let handle else { throw PlantError(operation: operation(), message: "the connection is closed") }
+        guard PQsendQuery(handle, sql) == 1 else {
+            throw PlantError(operation: operation(), message: Self.oneLine(String(cString: PQerrorMessage(handle))))
+        }
+    }
+
+    /// Waits for every result of what `send` sent; throws the first error among them.
+    public func finishSent(operation: @autoclosure () -> String) throws(PlantError) {
+        guard let handle else { throw PlantError(operation: operation(), message: "the connection is closed") }
+        var failure: PlantError?
+        while let result = PQgetResult(handle) {
+            do throws(PlantError) {
+                _ = try rows(of: result, operation: operation())
+            } catch {
+                failure = failure ?? error
+            }
+            PQclear(result)
+        }
+        if let failure { throw failure }
+    }
+
     /// `COPY … FROM STDIN` (text format): runs `sql`, sends `data` (whole lines, tab-separated, `\N` for NULL), ends
     /// the copy and returns the number of rows copied. Throws with the server's error, e.g. a malformed line.
     @discardableResult
