@@ -8,7 +8,7 @@ export PATH := $(PATH):/opt/swift/usr/bin
 
 # Debian packages the build, the tests and the simulator need (libpq: the plant database client; postgresql-15:
 # the private server the plant tests start).
-DEBIAN_PACKAGES := libmodbus-dev libsystemd-dev libpq-dev postgresql-15 pkg-config mbpoll systemd
+DEBIAN_PACKAGES := libmodbus-dev libsystemd-dev libpq-dev postgresql-15 openssl pkg-config mbpoll systemd
 # Only `make bench` needs these: cyclictest (the machine's own wake-up latency) and a C compiler for the C client.
 BENCH_PACKAGES := rt-tests build-essential
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -26,8 +26,17 @@ public final class LocalPostgresServer: @unchecked Sendable {
     private let binaries: String
     private let runAs: [String]
 
-    /// Makes the cluster, starts it and creates the `plant` database with the schema migrated.
-    public init(migrate: Bool = true) throws {
+    /// The TCP port it listens on with TLS (loopback only), when made with one.
+    public let tlsPort: Int?
+    /// The port: `tlsPort`, else `LocalPostgresServer.port` (which then only names the Unix socket's file).
+    public var port: Int { tlsPort ?? Self.port }
+    /// With `tlsPort`: the server's self-signed certificate (for `localhost`), which clients take as their CA.
+    public var certificatePath: String { directory + "/server.crt" }
+
+    /// Makes the cluster, starts it and creates the `plant` database with the schema migrated. With `tlsPort` it
+    /// also listens on 127.0.0.1:`tlsPort` with TLS, a certificate for `localhost` made by `openssl`.
+    public init(migrate: Bool = true, tlsPort: Int? = nil) throws {
+        self.tlsPort = tlsPort
         binaries = try Self.findBinaries()
         var template = Array((FileManager.default.temporaryDirectory.path + "/lampcell-pg-XXXXXX").utf8CString)
         guard let made = mkdtemp(&template) else { throw LocalServerError("mkdtemp failed: errno \(errno)") }
@@ -44,6 +53,12 @@ public final class LocalPostgresServer: @unchecked Sendable {
         try run(
             binaries + "/initdb", "-D", dataDirectory, "-U", Self.superuser, "-A", "trust", "--no-sync",
             "-E", "UTF8", "--locale=C.UTF-8")
+        if tlsPort != nil {
+            try run(
+                "/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                "-addext", "subjectAltName=DNS:localhost", "-keyout", directory + "/server.key", "-out", certificatePath)
+            try run("/bin/chmod", "600", directory + "/server.key")
+        }
         try start()
         let admin = try connect()
         try admin.execute("CREATE DATABASE \(Self.database)")
@@ -60,7 +75,10 @@ public final class LocalPostgresServer: @unchecked Sendable {
         try run(
             binaries + "/pg_ctl", "-D", dataDirectory, "-w", "-t", String(Self.pgCtlTimeoutSeconds), "-l",
             directory + "/server.log", "-o",
-            "-k \(socketDirectory) -c listen_addresses='' -p \(Self.port) -c max_connections=120 -c log_min_messages=warning",
+            "-k \(socketDirectory) -p \(port) -c max_connections=120 -c log_min_messages=warning "
+                + (tlsPort == nil
+                    ? "-c listen_addresses=''"
+                    : "-c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file=\(certificatePath) -c ssl_key_file=\(directory)/server.key"),
             "start")
     }
 
@@ -71,7 +89,7 @@ public final class LocalPostgresServer: @unchecked Sendable {
 
     /// libpq parameters for `user` on `database`.
     public func parameters(user: String = superuser, database: String = database) -> [(String, String)] {
-        [("host", socketDirectory), ("port", String(Self.port)), ("dbname", database), ("user", user)]
+        [("host", socketDirectory), ("port", String(port)), ("dbname", database), ("user", user)]
     }
 
     /// A connection as `user` (the superuser by default) to `database`.

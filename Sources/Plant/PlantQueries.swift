@@ -111,15 +111,23 @@ public enum PlantQueries {
 
     /// Calls `body` with each lamp matching `filter`, ordered by cell and position, decoded from its canonical text
     /// (the exact entry the cell recorded). Walks a server-side cursor, `fetchRows` at a time, so memory does not
-    /// grow with the result. Throws when a row's text is not a ledger entry.
+    /// grow with the result. Throws when a row's text is not a ledger entry. Runs in a read-only transaction of its
+    /// own, or in the caller's when `inTransaction` (one snapshot for several reads).
     public static func forEachLamp(
-        _ connection: PostgresConnection, matching filter: PlantFilter, _ body: (LedgerEntry) throws -> Void
+        _ connection: PostgresConnection, matching filter: PlantFilter, inTransaction: Bool = false,
+        _ body: (LedgerEntry) throws -> Void
     ) throws {
         let clause = filter.whereClause()
         var sql = "SELECT position, canonical, prev_hash, hash, cell_id FROM lampcell.lamp\(clause.sql) ORDER BY cell_id, position"
         if let limit = filter.limit { sql += " LIMIT \(max(0, limit))" }
-        try connection.executeScript("BEGIN READ ONLY", operation: "query lamps")
-        defer { _ = try? connection.executeScript("COMMIT", operation: "end the query") }
+        if !inTransaction { try connection.executeScript("BEGIN READ ONLY", operation: "query lamps") }
+        defer {
+            if inTransaction {
+                _ = try? connection.executeScript("CLOSE lamps", operation: "close the cursor")
+            } else {
+                _ = try? connection.executeScript("COMMIT", operation: "end the query")
+            }
+        }
         try connection.execute("DECLARE lamps NO SCROLL CURSOR FOR \(sql)", clause.parameters, operation: "query lamps")
         while true {
             let rows = try connection.execute("FETCH \(fetchRows) FROM lamps", operation: "fetch lamps").rows
@@ -183,7 +191,11 @@ public enum PlantQueries {
     /// Walks cell `cellID`'s whole central chain on this side of the wire: positions 1, 2, … without a gap, each
     /// `prev_hash` the hash before it, each hash recomputed from the canonical text, and the last one the server's
     /// recorded head.
+    /// The head and the rows are read in one snapshot, so a cell committing meanwhile cannot make a whole chain
+    /// look broken.
     public static func verify(_ connection: PostgresConnection, cellID: String) throws -> PlantChainVerification {
+        try connection.executeScript("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", operation: "verify \(cellID)")
+        defer { _ = try? connection.executeScript("COMMIT", operation: "end the verification") }
         let head = try connection.execute(
             "SELECT position, hash FROM lampcell.chain_head WHERE cell_id = $1", [cellID], operation: "read the head"
         ).rows.first
@@ -192,7 +204,7 @@ public enum PlantQueries {
         var result = PlantChainVerification(cellID: cellID, verifiedCount: 0, headPosition: headPosition, failure: nil)
         var previousHash = LedgerCanonical.genesisHash
         do {
-            try forEachLamp(connection, matching: PlantFilter(cellID: cellID)) { entry in
+            try forEachLamp(connection, matching: PlantFilter(cellID: cellID), inTransaction: true) { entry in
                 let expected = result.verifiedCount + 1
                 if entry.position != expected {
                     throw VerificationStop("position \(expected) expected, found \(entry.position) (\(entry.serial))")

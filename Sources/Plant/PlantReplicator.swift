@@ -40,6 +40,22 @@ public final class PlantReplicator: @unchecked Sendable {
             self.connectionParameters = connectionParameters
             self.cellID = cellID
         }
+
+        /// libpq parameters for a server, database and role: TLS off (`sslmode=disable`), on (`require`), or on
+        /// with the server's certificate checked against `caFile` and its host name (`verify-full`). Several
+        /// comma-separated servers (a primary and its standby): libpq keeps the one that takes writes.
+        public static func connectionParameters(
+            server: String, port: Int, database: String, role: String, password: String?, tls: Bool, caFile: String?
+        ) -> [(String, String)] {
+            var parameters: [(String, String)] = [
+                ("host", server), ("port", String(port)), ("dbname", database), ("user", role),
+                ("sslmode", !tls ? "disable" : caFile == nil ? "require" : "verify-full"),
+                ("target_session_attrs", "read-write"),
+            ]
+            if tls, let caFile { parameters.append(("sslrootcert", caFile)) }
+            if let password { parameters.append(("password", password)) }
+            return parameters
+        }
     }
 
     /// What the replicator is doing.
@@ -91,6 +107,10 @@ public final class PlantReplicator: @unchecked Sendable {
     /// Reconnect back-off: first wait and the longest, ms (doubled after each failure).
     public static let reconnectInitialMilliseconds: UInt64 = 250
     public static let reconnectMaximumMilliseconds: UInt64 = 10_000
+    /// Longest a statement of the replicator may run on the server, and wait for a lock there, ms: a batch takes
+    /// well under a second; a server that hangs fails the batch instead of the thread.
+    public static let statementTimeoutMilliseconds: UInt64 = 60_000
+    public static let lockTimeoutMilliseconds: UInt64 = 30_000
     /// Wait before shipping again after the server refused the chain, ms: a refusal does not heal by itself.
     public static let refusedRetryMilliseconds: UInt64 = 30_000
 
@@ -153,11 +173,27 @@ public final class PlantReplicator: @unchecked Sendable {
         return thread == nil || finished
     }
 
-    /// The replication's latest status. Thread: any.
+    /// The replication's latest status, its lag's age as of now. Thread: any.
     public func status() -> Status {
         lock.lock()
         defer { lock.unlock() }
-        return current
+        return withLagAge(current)
+    }
+
+    /// End time of the oldest local entry not yet acknowledged; nil when none is known to wait. Under `lock`.
+    private var oldestPendingEndWallNanoseconds: Int64?
+
+    /// `status` with `lagSeconds` computed now and the warning to match. Under `lock`.
+    private func withLagAge(_ status: Status) -> Status {
+        var status = status
+        if status.lagEntries == 0 {
+            status.lagSeconds = 0
+        } else if let oldest = oldestPendingEndWallNanoseconds {
+            let now = Int64(Date().timeIntervalSince1970 * 1e9)
+            status.lagSeconds = max(0, Double(now - oldest) / 1e9)
+        }
+        status.warning = Self.warning(status, settings: settings)
+        return status
     }
 
     /// Waits until `condition` holds for the status or `timeoutMilliseconds` pass; returns the last status.
@@ -166,48 +202,42 @@ public final class PlantReplicator: @unchecked Sendable {
         let deadline = Date(timeIntervalSinceNow: Double(timeoutMilliseconds) / 1000)
         lock.lock()
         defer { lock.unlock() }
-        while !condition(current) && lock.wait(until: deadline) {}
-        return current
+        while !condition(withLagAge(current)) && lock.wait(until: deadline) {}
+        return withLagAge(current)
     }
 
     // MARK: The replication thread
 
     private func run() {
         var backoffMilliseconds = Self.reconnectInitialMilliseconds
+        func backOff(_ error: PlantError) {
+            fail(error, state: .disconnected)
+            connection?.close()
+            connection = nil
+            sleep(milliseconds: jittered(backoffMilliseconds))
+            backoffMilliseconds = min(backoffMilliseconds * 2, Self.reconnectMaximumMilliseconds)
+        }
         while !isStopping {
             refreshLocal()
-            if connection == nil {
-                do {
+            do {
+                if connection == nil {
                     try connect()
                     backoffMilliseconds = Self.reconnectInitialMilliseconds
-                } catch {
-                    fail(error, state: .disconnected)
-                    sleep(milliseconds: jittered(backoffMilliseconds))
-                    backoffMilliseconds = min(backoffMilliseconds * 2, Self.reconnectMaximumMilliseconds)
-                    continue
                 }
-            }
-            do {
                 let shipped = try shipOneBatch()
                 if shipped == 0 { sleep(milliseconds: Self.pollIntervalMilliseconds) }
             } catch {
-                if error.isChainBreak || error.sqlState == PlantError.localChainState {
+                if error.isRefusal {
+                    // The server refused the rows (chain, check, row-level security) or the local ledger disagrees
+                    // with the server: an alarm that does not heal by itself. Try again, slowly.
                     fail(error, state: .refused)
                     connection?.close()
                     connection = nil
                     sleep(milliseconds: Self.refusedRetryMilliseconds)
-                } else if error.sqlState == PlantError.uniqueViolationState {
-                    // Another session shipped these positions (a previous run's batch committed late): read the
-                    // server's head again and go on from there.
-                    logger.notice("plant: \(error); reading the server's head again")
-                    connection?.close()
-                    connection = nil
                 } else {
-                    fail(error, state: .disconnected)
-                    connection?.close()
-                    connection = nil
-                    sleep(milliseconds: jittered(backoffMilliseconds))
-                    backoffMilliseconds = min(backoffMilliseconds * 2, Self.reconnectMaximumMilliseconds)
+                    // The server is away, the link was cut, or another session shipped these positions (a previous
+                    // run's batch committed late: a duplicate): back off, reconnect and read the server's head.
+                    backOff(error)
                 }
             }
         }
@@ -230,7 +260,9 @@ public final class PlantReplicator: @unchecked Sendable {
     /// ledger holds the same entry there (a replaced or rewritten local ledger is refused, not shipped).
     private func connect() throws(PlantError) {
         let connection = try PostgresConnection(
-            parameters: settings.connectionParameters, applicationName: "lampcelld \(settings.cellID)")
+            parameters: settings.connectionParameters + [
+                ("options", "-c statement_timeout=\(Self.statementTimeoutMilliseconds) -c lock_timeout=\(Self.lockTimeoutMilliseconds)")
+            ], applicationName: "lampcelld \(settings.cellID)")
         try connection.executeScript(
             """
             CREATE TEMPORARY TABLE IF NOT EXISTS lampcell_staging (\(Self.stagingColumns))
@@ -258,7 +290,11 @@ public final class PlantReplicator: @unchecked Sendable {
             }
         }
         self.connection = connection
-        acknowledge(position)
+        update { status in
+            status.acknowledgedPosition = position
+            if status.state != .refused { status.state = .replicating }
+        }
+        Self.writeAcknowledged(position, to: settings.acknowledgedFilePath)
         logger.info("plant: connected to \(connection.target); the server holds \(position) entries of \(settings.cellID)")
     }
 
@@ -331,13 +367,14 @@ public final class PlantReplicator: @unchecked Sendable {
         }
     }
 
-    /// Reads the local head and the age of the oldest entry not yet acknowledged, and recomputes the lag.
+    /// Reads the local head and the end time of the oldest entry not yet acknowledged (the lag's age is computed
+    /// from it whenever the status is read, so it grows even while this thread waits on the network).
     private func refreshLocal() {
         var head: Int64 = 0
         var oldestEndWallNanoseconds: Int64?
         do {
             if ledger == nil { ledger = try Ledger.openReadOnly(path: ledgerPath) }
-            head = try ledger!.count()
+            head = try ledger!.head().count
             let acknowledged = status().acknowledgedPosition ?? 0
             if head > acknowledged {
                 oldestEndWallNanoseconds = try ledger!.entries(
@@ -348,25 +385,19 @@ public final class PlantReplicator: @unchecked Sendable {
             ledger = nil  // no ledger yet (a fresh cell), or unreadable for now: the lag stays as it was
             return
         }
-        let nowNanoseconds = Int64(Date().timeIntervalSince1970 * 1e9)
         update { status in
             status.localPosition = head
-            if let oldestEndWallNanoseconds {
-                status.lagSeconds = max(0, Double(nowNanoseconds - oldestEndWallNanoseconds) / 1e9)
-            } else if status.acknowledgedPosition != nil {
-                status.lagSeconds = 0
-            }
+            oldestPendingEndWallNanoseconds = oldestEndWallNanoseconds
         }
     }
 
-    private func acknowledge(_ position: Int64, shipped: Int64 = 0) {
+    /// A batch up to `position` committed: the server has it, and any alarm is over.
+    private func acknowledge(_ position: Int64, shipped: Int64) {
         update { status in
             status.acknowledgedPosition = position
             status.shippedEntries += shipped
             if status.localPosition < position { status.localPosition = position }
-            if status.state == .refused || status.state == .disconnected || status.state == .connecting {
-                status.state = .replicating
-            }
+            status.state = .replicating
             status.lastError = nil
             status.chainBreakPosition = nil
         }
@@ -395,9 +426,8 @@ public final class PlantReplicator: @unchecked Sendable {
         change(&current)
         if let acknowledged = current.acknowledgedPosition {
             current.lagEntries = max(0, current.localPosition - acknowledged)
-            if current.lagEntries == 0 { current.lagSeconds = 0 }
         }
-        current.warning = Self.warning(current, settings: settings)
+        current = withLagAge(current)
         lock.broadcast()
         lock.unlock()
     }
@@ -435,11 +465,11 @@ public final class PlantReplicator: @unchecked Sendable {
     static let stagingColumns =
         "cell_id text, position bigint, serial text, variant text, order_id text, end_wall_ns bigint, verdict text, housing_lot bigint, led_module_lot bigint, lens_lot bigint, canonical text, prev_hash text, hash text"
 
-    /// The values of the shipped columns of `entry`, in `shippedColumns` order. `order_id` is sent as its canonical
-    /// line holds it (escaped), which the server's check compares.
+    /// The values of the shipped columns of `entry`, in `shippedColumns` order (the server's check compares each,
+    /// escaped as the canonical text escapes it, with its line of the text).
     public static func shippedValues(_ entry: LedgerEntry) -> [String] {
         [
-            entry.cellID, String(entry.position), entry.serial, entry.variant, LedgerCanonical.escaped(entry.orderID),
+            entry.cellID, String(entry.position), entry.serial, entry.variant, entry.orderID,
             String(entry.endWallNanoseconds), entry.verdict, String(entry.housingLot), String(entry.ledModuleLot),
             String(entry.lensLot), String(decoding: LedgerCanonical.encode(entry, position: entry.position), as: UTF8.self),
             entry.prevHash, entry.hash,

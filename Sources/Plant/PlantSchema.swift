@@ -25,14 +25,28 @@ public enum PlantSchema {
             CREATE TABLE IF NOT EXISTS lampcell_meta.schema_migration (
               id text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
             """, operation: "create the migration table")
+        // The chain's hashes are over UTF-8 bytes: a database in another encoding would refuse non-ASCII entries.
+        let encoding = try connection.execute(
+            "SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database()",
+            operation: "read the database's encoding"
+        ).rows.first?.first ?? nil
+        guard encoding == "UTF8" else {
+            throw PlantError(
+                operation: "migrate", message: "the database's encoding is \(encoding ?? "unknown"), not UTF8: create it with ENCODING 'UTF8'")
+        }
         let applied = Set(
             try connection.execute("SELECT id FROM lampcell_meta.schema_migration", operation: "read migrations")
                 .rows.compactMap { $0[0] })
         var done: [String] = []
         for migration in migrations where !applied.contains(migration.id) {
-            try connection.executeScript(
-                "BEGIN;\n\(migration.sql)\nINSERT INTO lampcell_meta.schema_migration (id) VALUES ('\(migration.id)');\nCOMMIT;",
-                operation: "migration \(migration.id)")
+            do throws(PlantError) {
+                try connection.executeScript(
+                    "BEGIN;\n\(migration.sql)\nINSERT INTO lampcell_meta.schema_migration (id) VALUES ('\(migration.id)');\nCOMMIT;",
+                    operation: "migration \(migration.id)")
+            } catch {
+                _ = try? connection.executeScript("ROLLBACK", operation: "roll back")
+                throw error
+            }
             done.append(migration.id)
         }
         return done
@@ -48,9 +62,9 @@ public enum PlantSchema {
         ).rows.compactMap { $0[0] }
     }
 
-    /// Registers cell `cellID` with login role `role` (created when missing, made a member of `cellGroupRole`), and
-    /// sets the role's password when one is given. Idempotent for the same pair; refuses a cell or role already
-    /// registered with another. Needs CREATEROLE.
+    /// Registers cell `cellID` with a new login role `role` (created, made a member of `cellGroupRole`), and sets
+    /// the role's password when one is given. Idempotent for the same pair; refuses a cell or role registered with
+    /// another, and a role that exists but belongs to no cell. Needs CREATEROLE.
     public static func addCell(
         _ connection: PostgresConnection, cellID: String, role: String, password: String? = nil
     ) throws(PlantError) {
@@ -78,14 +92,20 @@ public enum PlantSchema {
             let roleExists = try connection.execute(
                 "SELECT 1 FROM pg_roles WHERE rolname = $1", [role], operation: "add cell \(cellID)")
             if roleExists.rows.isEmpty {
-                try connection.execute("CREATE ROLE \(role) LOGIN", operation: "create role \(role)")
+                try connection.execute("CREATE ROLE \"\(role)\" LOGIN", operation: "create role \(role)")
+            } else if existing.rows.isEmpty {
+                // Someone else's role (an engineer, the owner, a group) must not become a cell's, nor get a password.
+                throw PlantError(
+                    operation: "add cell \(cellID)",
+                    message: "role \(role) already exists and belongs to no cell: choose a new role name for the cell")
             }
-            try connection.execute("GRANT \(cellGroupRole) TO \(role)", operation: "grant \(cellGroupRole) to \(role)")
+            try connection.execute(
+                "GRANT \(cellGroupRole) TO \"\(role)\"", operation: "grant \(cellGroupRole) to \(role)")
             if let password {
                 try connection.execute(
                     "SELECT set_config('lampcell.password', $1, true)", [password], operation: "set password of \(role)")
                 try connection.execute(
-                    "DO $$ BEGIN EXECUTE format('ALTER ROLE \(role) PASSWORD %L', current_setting('lampcell.password')); END $$",
+                    "DO $$ BEGIN EXECUTE format('ALTER ROLE %I PASSWORD %L', '\(role)', current_setting('lampcell.password')); END $$",
                     operation: "set password of \(role)")
             }
             if existing.rows.isEmpty {
@@ -110,6 +130,10 @@ public enum PlantSchema {
           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lampcell_cell') THEN CREATE ROLE lampcell_cell NOLOGIN; END IF;
           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lampcell_quality') THEN CREATE ROLE lampcell_quality NOLOGIN; END IF;
         END $$;
+        -- A text as its line of the canonical form holds it: backslash, LF and CR escaped (docs/LEDGER.md).
+        CREATE FUNCTION lampcell.escaped(value text) RETURNS text
+          LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+          RETURN replace(replace(replace(value, E'\\', E'\\\\'), E'\n', E'\\n'), E'\r', E'\\r');
         CREATE TABLE lampcell.cell (
           cell_id text PRIMARY KEY,
           role name NOT NULL UNIQUE,
@@ -138,16 +162,18 @@ public enum PlantSchema {
           end_at timestamptz NOT NULL GENERATED ALWAYS AS (to_timestamp(end_wall_ns / 1e9)) STORED,
           received_at timestamptz NOT NULL DEFAULT now(),
           PRIMARY KEY (cell_id, position),
-          -- The typed columns are the entry's own: each is found, whole, in its line of the canonical text (values
-          -- are escaped, so a line cannot be faked inside another).
+          -- The typed columns are the entry's own: each is found, whole and escaped, in its line of the canonical
+          -- text (escaped values hold no line break, so a line cannot be faked inside another).
           CONSTRAINT columns_are_the_entry CHECK (
-            starts_with(canonical, E'ledger-entry-v1\nposition=' || position || E'\nserial=' || serial || E'\nserial_sequence=')
-            AND strpos(canonical, E'\ncell_id=' || cell_id || E'\nvariant=' || variant || E'\n') > 0
-            AND strpos(canonical, E'\norder_id=' || order_id || E'\n') > 0
-            AND strpos(canonical, E'\nend_wall_ns=' || end_wall_ns || E'\n') > 0
-            AND strpos(canonical, E'\nverdict=' || verdict || E'\n') > 0
-            AND strpos(canonical, E'\nhousing_lot=' || housing_lot || E'\nled_module_lot=' || led_module_lot
-              || E'\nlens_lot=' || lens_lot || E'\n') > 0)
+          starts_with(canonical, E'ledger-entry-v1\nposition=' || position || E'\nserial=' || lampcell.escaped(serial)
+            || E'\nserial_sequence=')
+          AND strpos(canonical, E'\ncell_id=' || lampcell.escaped(cell_id) || E'\nvariant=' || lampcell.escaped(variant)
+            || E'\n') > 0
+          AND strpos(canonical, E'\norder_id=' || lampcell.escaped(order_id) || E'\n') > 0
+          AND strpos(canonical, E'\nend_wall_ns=' || end_wall_ns || E'\n') > 0
+          AND strpos(canonical, E'\nverdict=' || lampcell.escaped(verdict) || E'\n') > 0
+          AND strpos(canonical, E'\nhousing_lot=' || housing_lot || E'\nled_module_lot=' || led_module_lot
+            || E'\nlens_lot=' || lens_lot || E'\n') > 0)
         );
 
         CREATE INDEX lamp_serial ON lampcell.lamp (serial);

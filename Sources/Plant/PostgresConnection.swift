@@ -39,6 +39,16 @@ public struct PlantError: Error, Sendable, Equatable, CustomStringConvertible {
     /// True when the server refused a row because of its chain (`LC001`).
     public var isChainBreak: Bool { sqlState == Self.chainBreakState }
 
+    /// True when retrying cannot help until someone acts: the server refused the rows (its chain check, a check
+    /// constraint or another integrity rule, class 23 but a duplicate; a privilege or row-level security refusal,
+    /// class 42), or the local ledger disagrees with the server (`LC002`).
+    public var isRefusal: Bool {
+        guard let sqlState else { return false }
+        if sqlState == Self.chainBreakState || sqlState == Self.localChainState { return true }
+        if sqlState == Self.uniqueViolationState { return false }
+        return sqlState.hasPrefix("23") || sqlState.hasPrefix("42")
+    }
+
     public var description: String {
         var text = "\(operation): \(message)"
         if let sqlState { text += " (SQLSTATE \(sqlState))" }
@@ -69,10 +79,13 @@ public final class PostgresConnection {
     /// Seconds libpq waits for a connection to be made (`connect_timeout`).
     public static let connectTimeoutSeconds = 5
     /// TCP keepalive: idle seconds before the first probe, seconds between probes, probes before the link counts as
-    /// dead. A cut cable is noticed within about 10 + 3 × 5 = 25 s even while no statement runs.
+    /// dead: an idle link to a cut cable is noticed within about 10 + 3 × 5 = 25 s.
     public static let keepaliveIdleSeconds = 10
     public static let keepaliveIntervalSeconds = 5
     public static let keepaliveCount = 3
+    /// Longest that sent data may stay unacknowledged by the peer (`tcp_user_timeout`), ms: a cable cut while a
+    /// batch is being sent fails within this, not after the kernel's ~15 minutes of retransmissions.
+    public static let tcpUserTimeoutMilliseconds = 30_000
 
     private var handle: OpaquePointer?
     /// `host=… port=… dbname=… user=…` of this connection (no password), for messages.
@@ -90,8 +103,10 @@ public final class PostgresConnection {
         all.append(("keepalives_idle", String(Self.keepaliveIdleSeconds)))
         all.append(("keepalives_interval", String(Self.keepaliveIntervalSeconds)))
         all.append(("keepalives_count", String(Self.keepaliveCount)))
-        target = all.filter { ["host", "port", "dbname", "user", "sslmode"].contains($0.0) }
-            .map { "\($0.0)=\($0.1)" }.joined(separator: " ")
+        all.append(("tcp_user_timeout", String(Self.tcpUserTimeoutMilliseconds)))
+        // Texts are UTF-8 whatever the environment says: the chain's hashes are over UTF-8 bytes.
+        all.append(("client_encoding", "UTF8"))
+        target = Self.describe(all)
         let keys = all.map { strdup($0.0) }
         let values = all.map { strdup($0.1) }
         defer {
@@ -253,6 +268,31 @@ public final class PostgresConnection {
         }
         let affected = Int(String(cString: PQcmdTuples(result))) ?? 0
         return PostgresRows(columns: columns, rows: rows, affectedRows: affected)
+    }
+
+    /// `host=… port=… dbname=… user=… sslmode=…` of `parameters`, a connection string in `dbname` parsed by libpq;
+    /// never a password.
+    static func describe(_ parameters: [(String, String)]) -> String {
+        let shown = ["host", "port", "dbname", "user", "sslmode"]
+        var values: [String: String] = [:]
+        for (key, value) in parameters where shown.contains(key) {
+            if key == "dbname", value.contains("=") || value.contains("://") {
+                guard let options = PQconninfoParse(value, nil) else {
+                    values[key] = "(unreadable connection string)"
+                    continue
+                }
+                defer { PQconninfoFree(options) }
+                var option = options
+                while let keyword = option.pointee.keyword {
+                    let name = String(cString: keyword)
+                    if shown.contains(name), let setting = option.pointee.val { values[name] = String(cString: setting) }
+                    option += 1
+                }
+            } else {
+                values[key] = value
+            }
+        }
+        return shown.compactMap { key in values[key].map { "\(key)=\($0)" } }.joined(separator: " ")
     }
 
     /// libpq's messages end in a newline and may span lines: one line for logs and status.

@@ -23,22 +23,17 @@ final class PlantLink: PlantReporting {
     /// the password file when it cannot be read.
     static func make(configuration: DaemonConfiguration, cellID: String, logger: Logger) throws -> PlantLink? {
         guard let plant = configuration.plant else { return nil }
-        var parameters: [(String, String)] = [
-            ("host", plant.server), ("port", String(plant.port)), ("dbname", plant.database), ("user", plant.role),
-            ("sslmode", !plant.tls ? "disable" : plant.caFile == nil ? "require" : "verify-full"),
-            // `server = "db1,db2"`: libpq tries each and keeps the one that takes writes (the primary after a
-            // failover).
-            ("target_session_attrs", "read-write"),
-        ]
-        if plant.tls, let caFile = plant.caFile { parameters.append(("sslrootcert", caFile)) }
+        var password: String?
         if let path = plant.passwordFile {
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
                 throw PlantLinkError(message: "[plant] password_file \(path): cannot be read")
             }
-            let password = text.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
-            guard !password.isEmpty else { throw PlantLinkError(message: "[plant] password_file \(path): is empty") }
-            parameters.append(("password", password))
+            password = text.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+            guard password?.isEmpty == false else { throw PlantLinkError(message: "[plant] password_file \(path): is empty") }
         }
+        let parameters = PlantReplicator.Settings.connectionParameters(
+            server: plant.server, port: plant.port, database: plant.database, role: plant.role, password: password,
+            tls: plant.tls, caFile: plant.caFile)
         var settings = PlantReplicator.Settings(connectionParameters: parameters, cellID: cellID)
         settings.batchEntries = plant.batchEntries
         settings.lagWarningSeconds = plant.lagWarningSeconds

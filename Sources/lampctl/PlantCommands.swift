@@ -22,12 +22,14 @@ struct PlantCommand: ParsableCommand {
     struct Database: ParsableArguments {
         @Option(
             name: .customLong("database"),
-            help: "libpq connection string or URI, e.g. 'host=plantdb dbname=plant user=quality'.")
-        var connectionString = ProcessInfo.processInfo.environment[PlantCommand.databaseEnvironmentVariable] ?? ""
+            help: "libpq connection string or URI, e.g. 'host=plantdb dbname=plant user=quality' (default: $\(PlantCommand.databaseEnvironmentVariable), else libpq's PG* variables).")
+        var connectionString: String?
 
         func connect() throws -> PostgresConnection {
+            // The environment is read here, not as the option's default: --help must not print a password.
+            let resolved = connectionString ?? ProcessInfo.processInfo.environment[PlantCommand.databaseEnvironmentVariable] ?? ""
             do {
-                return try PostgresConnection(connectionString: connectionString, applicationName: "lampctl")
+                return try PostgresConnection(connectionString: resolved, applicationName: "lampctl")
             } catch {
                 throw PlantCommandError(error.description)
             }
@@ -257,7 +259,8 @@ struct PlantCommand: ParsableCommand {
             var valid = true
             try PlantCommand.run {
                 let connection = try database.connect()
-                for cellID in try cell.map { [$0] } ?? PlantQueries.cells(connection) {
+                let cells = try cell.map { [$0] } ?? PlantQueries.cells(connection)
+                for cellID in cells {
                     let result = try PlantQueries.verify(connection, cellID: cellID)
                     print(result)
                     valid = valid && result.isValid

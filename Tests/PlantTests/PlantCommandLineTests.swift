@@ -116,7 +116,7 @@ struct PlantCommandLineTests {
         let configurationPath = server.directory + "/lampcelld.toml"
         try configuration.write(toFile: configurationPath, atomically: true, encoding: .utf8)
         let logPath = server.directory + "/lampcelld.log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        try #require(FileManager.default.createFile(atPath: logPath, contents: nil))
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         func daemon() throws -> Process {
             let process = Process()
@@ -149,7 +149,7 @@ struct PlantCommandLineTests {
             second.waitUntilExit()
         }
         var status: StatusDocument?
-        let caughtUp = try eventually(withinMilliseconds: 90_000) {
+        let caughtUp = eventually(withinMilliseconds: 90_000) {
             status = try? client.status()
             return status?.plant?.state == "caughtUp" && status?.plant?.lagEntries == 0
         }

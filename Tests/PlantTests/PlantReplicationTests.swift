@@ -106,6 +106,13 @@ struct PlantReplicationTests {
         #expect(status.acknowledgedPosition == 1_300, "\(status)")
         replicator.stop()
         #expect(try cell.differenceFromCentral(server) == nil)
+        // The typed columns hold the values themselves (an order id with a backslash, a tab, a newline), as recorded.
+        let admin = try server.connect(database: LocalPostgresServer.database)
+        for order in ["ORD\\3", "ORD\t2", "ORD\n4", "ÄØ-5"] {
+            let local = try cell.writer.ledger.entries(matching: .all).filter { $0.orderID == order }.count
+            let central = try admin.execute("SELECT count(*) FROM lampcell.lamp WHERE order_id = $1", [order]).rows
+            #expect(central == [[String(local)]] && local > 0, "\(order)")
+        }
 
         // A new run (and one that forgot its acknowledged position) reads the server's head: nothing is resent.
         try FileManager.default.removeItem(atPath: cell.directory + "/plant-acknowledged")
@@ -216,6 +223,34 @@ struct PlantReplicationTests {
         #expect(try cell.centralCount(server) == 100)
     }
 
+    @Test("a local ledger replaced behind the server's back: refused with the server's head position, nothing shipped")
+    func replacedLocalLedger() throws {
+        let server = try LocalPostgresServer()
+        let cell = try TestCell("CELL-08", role: "cell_08", server: server, seed: 10)
+        try cell.produce(100)
+        let first = cell.replicator(server)
+        first.start()
+        _ = try Self.caughtUp(first, cell)
+        first.stop()
+        // Another ledger file, 50 other lamps, under the same path.
+        let other = try TestCell("CELL-08", role: "cell_08", server: server, seed: 99, directory: cell.directory + "-other")
+        try other.produce(50)
+        try FileManager.default.removeItem(atPath: cell.ledgerPath)
+        for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: cell.ledgerPath + suffix) }
+        for suffix in ["", "-wal"] where FileManager.default.fileExists(atPath: other.ledgerPath + suffix) {
+            try FileManager.default.copyItem(atPath: other.ledgerPath + suffix, toPath: cell.ledgerPath + suffix)
+        }
+        let second = cell.replicator(server)
+        second.start()
+        let status = second.waitForStatus(timeoutMilliseconds: 20_000) { $0.state == .refused }
+        second.stop()
+        #expect(status.state == .refused, "\(status)")
+        #expect(status.chainBreakPosition == 100)
+        #expect(status.lastError?.contains("replaced or truncated") == true, "\(status)")
+        #expect(status.warning?.contains("refused at position 100") == true)
+        #expect(try cell.centralCount(server) == 100)
+    }
+
     @Test("two cells replicate at once, each into its own chain")
     func twoCellsAtOnce() throws {
         let server = try LocalPostgresServer()
@@ -242,5 +277,47 @@ enum LedgerTampering {
     static func execute(_ path: String, _ sql: String) throws {
         let database = try DatabaseQueue(path: path)
         try database.write { try $0.execute(sql: sql) }
+    }
+}
+
+@Suite("Plant database: TLS")
+struct PlantTLSTests {
+    /// A free loopback TCP port (bound, read, released).
+    static func freePort() throws -> Int {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(descriptor, pointer, length) == 0 && getsockname(descriptor, pointer, &length) == 0
+            }
+        }
+        guard bound else { throw LocalPostgresServer.LocalServerError("no free port: errno \(errno)") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    @Test("tls = true with ca_file: encrypted and the server authenticated; a wrong CA is refused; tls = false is clear text")
+    func tlsOnAndOff() throws {
+        let server = try LocalPostgresServer(tlsPort: try Self.freePort())
+        let port = try #require(server.tlsPort)
+        func connection(tls: Bool, caFile: String?) throws -> PostgresConnection {
+            try PostgresConnection(
+                parameters: PlantReplicator.Settings.connectionParameters(
+                    server: "localhost", port: port, database: LocalPostgresServer.database,
+                    role: LocalPostgresServer.superuser, password: nil, tls: tls, caFile: caFile),
+                applicationName: "lampcell-tls-test")
+        }
+        let query = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+        #expect(try connection(tls: true, caFile: server.certificatePath).execute(query).rows == [["t"]])
+        #expect(try connection(tls: true, caFile: nil).execute(query).rows == [["t"]])
+        #expect(try connection(tls: false, caFile: nil).execute(query).rows == [["f"]])
+        // A CA that did not sign the server's certificate: refused before any query.
+        let otherCA = server.directory + "/other-ca.crt"
+        try FileManager.default.copyItem(atPath: Repository.root + "/Tests/PlantTests/other-ca.crt", toPath: otherCA)
+        #expect(throws: PlantError.self) { try connection(tls: true, caFile: otherCA) }
     }
 }
