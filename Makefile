@@ -1,7 +1,7 @@
 # LampCell — the two commands a newcomer needs:
 #   make run    installs what is missing, builds, and runs the simulated cell
 #   make test   installs what is missing, builds, and runs every test and the CI fault campaign
-#   make bench  benchmarks (release build, ~15 min; docs/BENCHMARKS.md); BENCH=1,3 or BENCH=modbus picks items
+#   make bench  benchmarks (release build, ~25 min with the plant item, 11 of them; docs/BENCHMARKS.md); BENCH=1,3 or BENCH=modbus picks items
 SHELL := /bin/bash
 SWIFT ?= swift
 export PATH := $(PATH):/opt/swift/usr/bin
