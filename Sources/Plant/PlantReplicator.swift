@@ -306,10 +306,11 @@ public final class PlantReplicator: @unchecked Sendable {
         let acknowledged = status().acknowledgedPosition ?? 0
         let batch = try nextBatch(after: acknowledged)
         guard let last = batch.entries.last else {
-            update { $0.state = .caughtUp }
+            update { if $0.state != .refused { $0.state = .caughtUp } }
             return 0
         }
-        update { $0.state = .replicating }
+        // A refusal stays the state until a batch commits (`acknowledge`), not while it is tried again.
+        update { if $0.state != .refused { $0.state = .replicating } }
         let range = "\(batch.entries[0].position)…\(last.position)"
         do throws(PlantError) {
             try connection.executeScript("BEGIN", operation: "ship \(range)")
