@@ -97,9 +97,6 @@ public final class LocalPostgresServer: @unchecked Sendable {
         try PostgresConnection(parameters: parameters(user: user, database: database), applicationName: "lampcell-test")
     }
 
-    /// The server's log (for failure messages).
-    public var log: String { (try? String(contentsOfFile: directory + "/server.log", encoding: .utf8)) ?? "" }
-
     /// Runs a command to its end with posix_spawn and waitpid (Foundation's `Process` did not see `runuser` exit
     /// once `pg_ctl start` had left the server running), its output in a file. Throws with the output on failure.
     private func run(_ arguments: String...) throws {

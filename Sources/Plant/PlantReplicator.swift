@@ -421,14 +421,14 @@ public final class PlantReplicator: @unchecked Sendable {
         }
     }
 
-    /// Applies `change` to the status, recomputes the lag and the warning, and wakes waiters.
+    /// Applies `change` to the status, recomputes the lag in entries, and wakes waiters (the lag's age and the
+    /// warning are computed as the status is read: `withLagAge`).
     private func update(_ change: (inout Status) -> Void) {
         lock.lock()
         change(&current)
         if let acknowledged = current.acknowledgedPosition {
             current.lagEntries = max(0, current.localPosition - acknowledged)
         }
-        current = withLagAge(current)
         lock.broadcast()
         lock.unlock()
     }

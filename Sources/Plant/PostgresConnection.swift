@@ -36,9 +36,6 @@ public struct PlantError: Error, Sendable, Equatable, CustomStringConvertible {
     /// SQLSTATE class of insufficient privilege / row-level security refusals.
     public static let insufficientPrivilegeState = "42501"
 
-    /// True when the server refused a row because of its chain (`LC001`).
-    public var isChainBreak: Bool { sqlState == Self.chainBreakState }
-
     /// True when retrying cannot help until someone acts: the server refused the rows (its chain check, a check
     /// constraint or another integrity rule, class 23 but a duplicate; a privilege or row-level security refusal,
     /// class 42), or the local ledger disagrees with the server (`LC002`).
@@ -65,12 +62,6 @@ public struct PostgresRows: Sendable, Equatable {
     public var rows: [[String?]]
     /// The command tag's row count (`INSERT 0 5` → 5), 0 when the command has none.
     public var affectedRows: Int
-
-    /// The value of `column` in row `row`; nil for NULL or an unknown column.
-    public func value(_ row: Int, _ column: String) -> String? {
-        guard let index = columns.firstIndex(of: column), row < rows.count else { return nil }
-        return rows[row][index]
-    }
 }
 
 /// One libpq connection. Not thread-safe: one thread owns it (the replication thread, or a CLI command), and
@@ -140,12 +131,6 @@ public final class PostgresConnection {
         handle = nil
     }
 
-    /// True while libpq believes the connection is usable.
-    public var isOpen: Bool { handle.map { PQstatus($0) == CONNECTION_OK } ?? false }
-
-    /// The server's process id for this connection (to find it in `pg_stat_activity`).
-    public var backendProcessID: Int32 { handle.map { PQbackendPID($0) } ?? 0 }
-
     /// Runs `sql` with text `parameters` (`$1` …; nil for NULL) and returns its rows. Throws `PlantError` with the
     /// server's SQLSTATE, message and detail.
     @discardableResult
@@ -182,17 +167,25 @@ public final class PostgresConnection {
 
     /// Waits for every result of what `send` sent; throws the first error among them.
     public func finishSent(operation: @autoclosure () -> String) throws(PlantError) {
-        guard let handle else { throw PlantError(operation: operation(), message: "the connection is closed") }
+        _ = try pendingResults(operation: operation())
+    }
+
+    /// Reads every pending result (libpq's until it returns none); throws the first error among them, else returns
+    /// the last one's affected-row count.
+    private func pendingResults(operation: String) throws(PlantError) -> Int {
+        guard let handle else { throw PlantError(operation: operation, message: "the connection is closed") }
+        var affected = 0
         var failure: PlantError?
         while let result = PQgetResult(handle) {
             do throws(PlantError) {
-                _ = try rows(of: result, operation: operation())
+                affected = try rows(of: result, operation: operation).affectedRows
             } catch {
                 failure = failure ?? error
             }
             PQclear(result)
         }
         if let failure { throw failure }
+        return affected
     }
 
     /// `COPY … FROM STDIN` (text format): runs `sql`, sends `data` (whole lines, tab-separated, `\N` for NULL), ends
@@ -215,18 +208,7 @@ public final class PostgresConnection {
         guard ended == 1 else {
             throw PlantError(operation: operation(), message: Self.oneLine(String(cString: PQerrorMessage(handle))))
         }
-        var copied = 0
-        var failure: PlantError?
-        while let result = PQgetResult(handle) {
-            do throws(PlantError) {
-                copied = try rows(of: result, operation: operation()).affectedRows
-            } catch {
-                failure = failure ?? error
-            }
-            PQclear(result)
-        }
-        if let failure { throw failure }
-        return copied
+        return try pendingResults(operation: operation())
     }
 
     private func rows(of result: OpaquePointer?, operation: String) throws(PlantError) -> PostgresRows {

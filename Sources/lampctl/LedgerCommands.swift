@@ -47,11 +47,7 @@ struct LedgerCommand: ParsableCommand {
             base.limit = limit
             if let from { base.endedAtOrAfterWallNanoseconds = try Self.nanoseconds(from, option: "--from") }
             if let to { base.endedBeforeWallNanoseconds = try Self.nanoseconds(to, option: "--to") }
-            if let verdict {
-                guard let found = [LampVerdict.ok, .ng, .scrapped].first(where: { $0.name == verdict.uppercased() })
-                else { throw ValidationError("--verdict \(verdict): expected OK, NG or SCRAPPED") }
-                base.verdict = found
-            }
+            if let verdict { base.verdict = try Self.verdict(verdict) }
             guard let lot else { return [base] }
             var housing = base, led = base, lens = base
             housing.housingLot = lot
@@ -64,6 +60,14 @@ struct LedgerCommand: ParsableCommand {
             case "lens": return [lens]
             case let other?: throw ValidationError("--lot-kind \(other): expected housing, led or lens")
             }
+        }
+
+        /// The verdict `--verdict` names (any case).
+        static func verdict(_ text: String) throws -> LampVerdict {
+            guard let found = [LampVerdict.ok, .ng, .scrapped].first(where: { $0.name == text.uppercased() }) else {
+                throw ValidationError("--verdict \(text): expected OK, NG or SCRAPPED")
+            }
+            return found
         }
 
         static func nanoseconds(_ text: String, option: String) throws -> Int64 {

@@ -53,18 +53,25 @@ struct PlantCommand: ParsableCommand {
             var filter = PlantFilter(cellID: cell, limit: limit)
             if let from { filter.endedAtOrAfterWallNanoseconds = try LedgerCommand.Filters.nanoseconds(from, option: "--from") }
             if let to { filter.endedBeforeWallNanoseconds = try LedgerCommand.Filters.nanoseconds(to, option: "--to") }
-            if let verdict {
-                guard ["OK", "NG", "SCRAPPED"].contains(verdict.uppercased()) else {
-                    throw ValidationError("--verdict \(verdict): expected OK, NG or SCRAPPED")
-                }
-                filter.verdict = verdict.uppercased()
-            }
+            if let verdict { filter.verdict = try LedgerCommand.Filters.verdict(verdict).name }
             return filter
         }
     }
 
-    /// One lamp, one line, its cell first.
-    static func line(_ entry: LedgerEntry) -> String { "\(entry.cellID)  " + LedgerCommand.line(entry) }
+    /// Prints each lamp matching `filter` on a line of its own, its cell first, and on standard error how many
+    /// lamps from how many cells.
+    static func printLamps(_ database: Database, _ filter: PlantFilter) throws {
+        try run {
+            var count = 0
+            var cells = Set<String>()
+            try PlantQueries.forEachLamp(try database.connect(), matching: filter) { entry in
+                print("\(entry.cellID)  " + LedgerCommand.line(entry))
+                count += 1
+                cells.insert(entry.cellID)
+            }
+            FileHandle.standardError.write(Data("\(count) lamps from \(cells.count) cells\n".utf8))
+        }
+    }
 
     /// Runs `body`, turning a database error into one line on standard error and exit 1.
     static func run(_ body: () throws -> Void) throws {
@@ -135,16 +142,7 @@ struct PlantCommand: ParsableCommand {
                 }
                 filter.lotKind = kind
             }
-            try PlantCommand.run {
-                var count = 0
-                var cells = Set<String>()
-                try PlantQueries.forEachLamp(try database.connect(), matching: filter) { entry in
-                    print(PlantCommand.line(entry))
-                    count += 1
-                    cells.insert(entry.cellID)
-                }
-                FileHandle.standardError.write(Data("\(count) lamps from \(cells.count) cells\n".utf8))
-            }
+            try PlantCommand.printLamps(database, filter)
         }
     }
 
@@ -171,15 +169,7 @@ struct PlantCommand: ParsableCommand {
         @OptionGroup var filters: Filters
 
         func run() throws {
-            let filter = try filters.filter()
-            try PlantCommand.run {
-                var count = 0
-                try PlantQueries.forEachLamp(try database.connect(), matching: filter) { entry in
-                    print(PlantCommand.line(entry))
-                    count += 1
-                }
-                FileHandle.standardError.write(Data("\(count) lamps\n".utf8))
-            }
+            try PlantCommand.printLamps(database, try filters.filter())
         }
     }
 

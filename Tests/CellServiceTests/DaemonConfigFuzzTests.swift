@@ -163,7 +163,7 @@ struct DaemonConfigFuzzTests {
         runInParallel(list.count, threads: Self.concurrentRuns) { index in
             let mutant = list[index]
             let context = "seed \(seed) \(mutant.description)"
-            let result: ProcessOutcome
+            let result: ProcessResult
             do {
                 result = try runProcess(executable, ["-c", mutant.configurationPath, "--simulate"], timeoutSeconds: Self.runTimeoutSeconds)
             } catch {
@@ -226,39 +226,6 @@ private final class DaemonFuzzFailures: @unchecked Sendable {
 }
 
 /// How a process ended.
-private struct ProcessOutcome {
-    var status: Int32
-    var signalled: Bool
-    var timedOut: Bool
-    var standardError: String
-}
-
-/// Runs `executable`; stderr collected; SIGKILL after `timeoutSeconds`.
-private func runProcess(_ executable: String, _ arguments: [String], timeoutSeconds: Double) throws -> ProcessOutcome {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let errors = Pipe()
-    process.standardError = errors
-    process.standardOutput = FileHandle.nullDevice
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    let collected = DaemonExecutableTests.Collected()
-    let reader = Thread { collected.append(errors.fileHandleForReading.readDataToEndOfFile()) }
-    reader.start()
-    let deadline = Date().addingTimeInterval(timeoutSeconds)
-    while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
-    let timedOut = process.isRunning
-    if timedOut { kill(process.processIdentifier, SIGKILL) }
-    process.waitUntilExit()
-    // The pipe's writer is gone: the reader finishes.
-    let readDeadline = Date().addingTimeInterval(5)
-    while !reader.isFinished && Date() < readDeadline { Thread.sleep(forTimeInterval: 0.005) }
-    return ProcessOutcome(
-        status: process.terminationStatus, signalled: process.terminationReason == .uncaughtSignal && !timedOut,
-        timedOut: timedOut, standardError: collected.text)
-}
-
 /// Runs `body(0..<count)` on `threads` threads.
 private func runInParallel(_ count: Int, threads: Int, _ body: @escaping @Sendable (Int) -> Void) {
     let lock = NSLock()

@@ -139,53 +139,6 @@ final class InMemoryLamps: LampQuerying, LampSink, @unchecked Sendable {
     }
 }
 
-/// What a process printed and returned.
-struct ProcessResult {
-    var status: Int32
-    var standardOutput: String
-    var standardError: String
-}
-
-/// Runs `executable` with `arguments`; waits at most `timeoutSeconds` (then terminates it).
-func run(_ executable: String, _ arguments: [String], timeoutSeconds: Double = 30) throws -> ProcessResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let output = Pipe()
-    let error = Pipe()
-    process.standardOutput = output
-    process.standardError = error
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    // Read both pipes fully before waiting (a full pipe would block the child).
-    let outputData = LockedData()
-    let errorData = LockedData()
-    let readers = [
-        Thread { outputData.set(output.fileHandleForReading.readDataToEndOfFile()) },
-        Thread { errorData.set(error.fileHandleForReading.readDataToEndOfFile()) },
-    ]
-    readers.forEach { $0.start() }
-    let deadline = Date().addingTimeInterval(timeoutSeconds)
-    while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
-    // SIGKILL: a child spawned from a test's worker thread inherits its blocked signal mask, so SIGTERM would stay
-    // pending.
-    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-    process.waitUntilExit()
-    while !(outputData.isSet && errorData.isSet) { Thread.sleep(forTimeInterval: 0.005) }
-    return ProcessResult(
-        status: process.terminationStatus, standardOutput: String(decoding: outputData.value, as: UTF8.self),
-        standardError: String(decoding: errorData.value, as: UTF8.self))
-}
-
-/// Data filled in by another thread.
-final class LockedData: @unchecked Sendable {
-    private let lock = NSLock()
-    private var data: Data?
-    func set(_ value: Data) { lock.lock(); data = value; lock.unlock() }
-    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return data != nil }
-    var value: Data { lock.lock(); defer { lock.unlock() }; return data ?? Data() }
-}
-
 /// `curl --unix-socket`: status code and body. `user` nil runs as the test's user (root); otherwise through
 /// `setpriv --reuid USER --regid nogroup` with `groups` (a comma-separated gid list) or no supplementary groups.
 func curl(
@@ -200,9 +153,9 @@ func curl(
     if let user {
         var wrapper = ["--reuid", user, "--regid", "nogroup"]
         wrapper += groups.map { ["--groups", $0] } ?? ["--clear-groups"]
-        result = try run("/usr/bin/setpriv", wrapper + ["/usr/bin/curl"] + arguments)
+        result = try runProcess("/usr/bin/setpriv", wrapper + ["/usr/bin/curl"] + arguments)
     } else {
-        result = try run("/usr/bin/curl", arguments)
+        result = try runProcess("/usr/bin/curl", arguments)
     }
     let text = result.standardOutput
     guard let newline = text.lastIndex(of: "\n"), let status = Int(text[text.index(after: newline)...]) else {

@@ -227,7 +227,7 @@ struct RobustnessTests {
         try #require(FileManager.default.isExecutableFile(atPath: binary), "build lampctl first (swift build)")
         // The daemon is not running: one line naming the socket, exit 69.
         let missing = "/tmp/lcapi-none-\(UUID().uuidString.prefix(6))/api.sock"
-        let down = try run(binary, ["status", "--socket", missing])
+        let down = try runProcess(binary, ["status", "--socket", missing])
         #expect(down.status == 69)
         #expect(down.standardError.split(separator: "\n").count == 1)
         #expect(down.standardError.contains("not running") && down.standardError.contains(missing), "\(down.standardError)")
@@ -237,47 +237,47 @@ struct RobustnessTests {
         defer { cell.shutdown() }
         try #require(cell.waitForDevices())
         try #require(cell.waitFor(seconds: 5) { $0.unit.state == .stopped })
-        let table = try run(binary, ["status", "--socket", cell.socketPath])
+        let table = try runProcess(binary, ["status", "--socket", cell.socketPath])
         #expect(table.status == 0, "\(table.standardError)")
         #expect(table.standardOutput.contains("State           Stopped (Production)"), "\(table.standardOutput)")
         for arm in cell.daemon.cell.arms.map(\.name) { #expect(table.standardOutput.contains(arm)) }
-        let json = try run(binary, ["status", "--json", "--socket", cell.socketPath])
+        let json = try runProcess(binary, ["status", "--json", "--socket", cell.socketPath])
         #expect((try? JSONDecoder().decode(StatusDocument.self, from: Data(json.standardOutput.utf8))) != nil)
 
         // The unit mode: Maintenance and back, in Stopped.
-        let maintenance = try run(binary, ["mode", "maintenance", "--socket", cell.socketPath])
+        let maintenance = try runProcess(binary, ["mode", "maintenance", "--socket", cell.socketPath])
         #expect(maintenance.status == 0, "\(maintenance.standardError)")
         #expect(maintenance.standardOutput.contains("mode Maintenance: accepted"), "\(maintenance.standardOutput)")
         #expect(cell.daemon.snapshot().unit.machine.mode == .maintenance)
-        let unknownMode = try run(binary, ["mode", "turbo", "--socket", cell.socketPath])
+        let unknownMode = try runProcess(binary, ["mode", "turbo", "--socket", cell.socketPath])
         #expect(unknownMode.status != 0 && unknownMode.standardError.contains("no such mode: turbo"), "\(unknownMode.standardError)")
-        #expect(try run(binary, ["mode", "production", "--socket", cell.socketPath]).status == 0)
+        #expect(try runProcess(binary, ["mode", "production", "--socket", cell.socketPath]).status == 0)
         #expect(cell.daemon.snapshot().unit.machine.mode == .production)
 
-        let refused = try run(binary, ["start", "--socket", cell.socketPath])
+        let refused = try runProcess(binary, ["start", "--socket", cell.socketPath])
         #expect(refused.status == 1)
         #expect(refused.standardError.contains("refused: Start is accepted only in Idle"), "\(refused.standardError)")
-        let reset = try run(binary, ["reset", "--socket", cell.socketPath])
+        let reset = try runProcess(binary, ["reset", "--socket", cell.socketPath])
         #expect(reset.status == 0, "\(reset.standardError)")
         #expect(reset.standardOutput.contains("Reset: accepted; the cell is Resetting"), "\(reset.standardOutput)")
         try #require(cell.waitFor(seconds: 60) { $0.unit.state == .idle })
-        let order = try run(binary, ["order", "--id", "CTL-1", "--variant", "left", "--quantity", "2", "--socket", cell.socketPath])
+        let order = try runProcess(binary, ["order", "--id", "CTL-1", "--variant", "left", "--quantity", "2", "--socket", cell.socketPath])
         #expect(order.status == 0, "\(order.standardError)")
         #expect(cell.daemon.snapshot().unit.order?.id == "CTL-1")
-        let badOrder = try run(binary, ["order", "--id", "CTL-2", "--variant", "UP", "--quantity", "2", "--socket", cell.socketPath])
+        let badOrder = try runProcess(binary, ["order", "--id", "CTL-2", "--variant", "UP", "--quantity", "2", "--socket", cell.socketPath])
         #expect(badOrder.status == 1 && badOrder.standardError.contains("'variant' is UP"), "\(badOrder.standardError)")
 
         // Piped watch: plain lines, one per change; stopped by the timeout of `run`.
-        let watch = try run(binary, ["watch", "--interval-ms", "100", "--socket", cell.socketPath], timeoutSeconds: 2)
+        let watch = try runProcess(binary, ["watch", "--interval-ms", "100", "--socket", cell.socketPath], timeoutSeconds: 2)
         let lines = watch.standardOutput.split(separator: "\n")
         #expect(!lines.isEmpty && lines.allSatisfy { $0.contains(" Idle Production order CTL-1 0/2") }, "\(watch.standardOutput)")
         #expect(!watch.standardOutput.contains("\u{1B}["))
 
         // As nobody: reading works, commanding exits 77.
-        let asNobody = try run("/usr/bin/setpriv", ["--reuid", "nobody", "--regid", "nogroup", "--clear-groups", binary, "abort", "--socket", cell.socketPath])
+        let asNobody = try runProcess("/usr/bin/setpriv", ["--reuid", "nobody", "--regid", "nogroup", "--clear-groups", binary, "abort", "--socket", cell.socketPath])
         #expect(asNobody.status == 77, "\(asNobody.standardError)")
         #expect(asNobody.standardError.contains("not allowed"))
-        let readNobody = try run("/usr/bin/setpriv", ["--reuid", "nobody", "--regid", "nogroup", "--clear-groups", binary, "status", "--socket", cell.socketPath])
+        let readNobody = try runProcess("/usr/bin/setpriv", ["--reuid", "nobody", "--regid", "nogroup", "--clear-groups", binary, "status", "--socket", cell.socketPath])
         #expect(readNobody.status == 0, "\(readNobody.standardError)")
     }
 }

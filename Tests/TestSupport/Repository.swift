@@ -45,21 +45,10 @@ public enum Repository {
         public var description: String { "\(name) is not built (looked at \(candidates)); run swift build first" }
     }
 
-    /// Runs the built executable `name` with `arguments` to its end (standard input empty); returns its exit
-    /// status and what it wrote to standard output and standard error.
+    /// Runs the built executable `name` with `arguments` to its end (`runProcess`); returns its exit status and
+    /// what it wrote to standard output and standard error.
     public static func run(_ name: String, _ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try executable(name))
-        process.arguments = arguments
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let out = output.fileHandleForReading.readDataToEndOfFile()
-        let err = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+        let result = try runProcess(try executable(name), arguments)
+        return (result.status, result.standardOutput, result.standardError)
     }
 }
