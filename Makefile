@@ -9,11 +9,14 @@ export PATH := $(PATH):/opt/swift/usr/bin
 # Debian packages the build, the tests and the simulator need (libpq: the plant database client; postgresql-15:
 # the private server the plant tests start).
 DEBIAN_PACKAGES := libmodbus-dev libsystemd-dev libpq-dev postgresql-15 openssl pkg-config mbpoll systemd
+# Only `make test` needs these: the operator panel's browser tests (headless Chromium over WebDriver) and the
+# shift report's PDF check (pdftoppm, pdftotext). `lampctl report` prints PDFs with Chromium too.
+TEST_PACKAGES := chromium chromium-driver poppler-utils fonts-dejavu-core
 # Only `make bench` needs these: cyclictest (the machine's own wake-up latency) and a C compiler for the C client.
 BENCH_PACKAGES := rt-tests build-essential
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps bench-deps build release run sim test bench clean install
+.PHONY: all deps test-deps bench-deps build release run sim test bench clean install
 
 all: build
 
@@ -30,6 +33,9 @@ endef
 
 deps:
 	$(call install_missing,$(DEBIAN_PACKAGES))
+
+test-deps: deps
+	$(call install_missing,$(TEST_PACKAGES))
 
 bench-deps: deps
 	$(call install_missing,$(BENCH_PACKAGES))
@@ -69,7 +75,7 @@ CAMPAIGN_BUILD ?= .build-campaign
 # SIGKILLs of the real-time crash test in `make test` (the test's own default, run alone, is 50; docs/RELIABILITY.md
 # has the 200-kill run). 20 keeps `make test` under 20 minutes on 2 cores with the plant database's tests.
 CRASH_KILLS ?= 20
-test: deps
+test: test-deps
 	$(SWIFT) build --build-tests
 	@mkdir -p $(CAMPAIGN_BUILD); rm -f $(CAMPAIGN_BUILD)/ci-campaign.log $(CAMPAIGN_BUILD)/ci-campaign.status
 	@( nice -n 19 $(SWIFT) build -c release --product lampsim --scratch-path $(CAMPAIGN_BUILD) > $(CAMPAIGN_BUILD)/ci-campaign.log 2>&1 \

@@ -33,6 +33,8 @@ let package = Package(
             name: "CPostgres", pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"])]),
         .target(name: "CRealtime"),
+        // crypt(3) (libxcrypt, part of libc6-dev on Debian): the panel operators' password hashes.
+        .systemLibrary(name: "CCrypt"),
 
         // Libraries.
         // The one seeded generator (SplitMix64) of the package: simulator, backoff jitter, benchmarks and tests.
@@ -92,6 +94,9 @@ let package = Package(
         .target(
             name: "Plant",
             dependencies: ["CPostgres", "Ledger", .product(name: "Logging", package: "swift-log")]),
+        // The shift report (HTML with SVG charts) from the ledger and the alarm and event history: `lampctl report`
+        // and the panel's report button.
+        .target(name: "Reports", dependencies: ["Ledger", "PackML"]),
         // Test support: counts heap allocations per thread (malloc interposition), for the zero-allocation test.
         .target(name: "CAllocationCounter"),
         .target(
@@ -109,17 +114,21 @@ let package = Package(
 
         // The API's wire types (the status document, request and answer bodies) and its client: all that `lampctl`
         // needs to talk to the daemon, without the controller, the drivers or libmodbus.
-        .target(name: "ControlAPIClient"),
+        .target(name: "ControlAPIClient", dependencies: ["CCrypt"]),
         // Status and control over a local socket (HTTP/1.1 on a Unix socket, SSE, Prometheus): the server.
         .target(
             name: "ControlAPI",
             dependencies: [
-                "ControlAPIClient", "CellService", "CellCore", "CellControl", "PackML", "CellRuntime", "CRealtime",
+                "ControlAPIClient", "CellService", "CellCore", "CellControl", "PackML", "CellRuntime", "CRealtime", "Ledger",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            // The operator panel's page, script and style, compiled into the binary (no files to install).
+            resources: [
+                .embedInCode("Panel/index.html"), .embedInCode("Panel/panel.js"), .embedInCode("Panel/panel.css"),
             ]),
 
         // Virtual-time mode: the controller against the in-process models, seeded faults, invariants, campaigns.
@@ -143,7 +152,7 @@ let package = Package(
             name: "lampcelld",
             dependencies: [
                 "CellService", "CellModbus", "CellCore", "CellConfig", "CellRuntime", "CellSimulator", "CRealtime",
-                "SystemdSupport", "ControlAPI", "ControlAPIClient", "Ledger", "Plant",
+                "SystemdSupport", "ControlAPI", "ControlAPIClient", "Ledger", "Plant", "Reports",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -151,7 +160,7 @@ let package = Package(
         .executableTarget(
             name: "lampctl",
             dependencies: [
-                "ControlAPIClient", "Ledger", "CellCore", "Plant",
+                "ControlAPIClient", "Ledger", "CellCore", "Plant", "Reports", "CellConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -237,6 +246,15 @@ let package = Package(
             ],
             // A self-signed certificate that signed nothing: the wrong CA of the TLS test.
             exclude: ["other-ca.crt"]),
+        // The operator panel in a real browser (headless Chromium over WebDriver) against the real lampcelld, and the
+        // shift report's PDF rendered by pdftoppm.
+        .testTarget(
+            name: "HMITests",
+            dependencies: [
+                "ControlAPI", "ControlAPIClient", "Ledger", "Reports", "LampCellTestSupport", "CellCore", "CRealtime",
+            ],
+            // A status document of the simulated cell, read by the alarm tracker's test.
+            exclude: ["status-stopped.json"]),
         .testTarget(
             name: "CellSimulatorTests",
             dependencies: ["CellSimulator", "CellCore", "CellConfig", "Modbus", "CRealtime", "LampCellTestSupport"]),

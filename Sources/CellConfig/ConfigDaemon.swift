@@ -2,6 +2,7 @@
 // docs/CONFIGURATION.md and the commented default in Systemd/lampcelld.toml).
 
 import CellCore
+import Glibc
 
 /// The daemon's configuration: which cell and recipes, where state and sockets live, the control loop's timing.
 /// Relative paths are resolved against the directory of the configuration file.
@@ -46,6 +47,11 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var stationConnections: Int = DaemonConfiguration.defaultStationConnections
     /// Replication of the ledger to the plant database (`[plant]`); nil when the file has no such section (off).
     public var plant: PlantConfiguration?
+    /// The operator's web panel (`[panel]`, docs/HMI.md); nil when the file has no such section (off).
+    public var panel: PanelConfiguration?
+
+    /// The alarm and event history (SQLite, beside the ledger): alarms, stops, state changes, commands and logins.
+    public var eventsPath: String { stateDirectory + "/events.sqlite" }
 
     /// Moves the persistent state to `directory`, as if the file's `state_directory` said so (`lampcelld
     /// --state-directory`): a ledger inside the old state directory (the default, or any relative `ledger`) moves
@@ -76,6 +82,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
         let root = try loadConfigTable(path: path)
         try root.rejectUnknownKeys(allowed: [
             "cell", "recipes", "state_directory", "ledger", "api_socket", "command_group", "control", "plant",
+            "panel",
         ])
         let directory = parentDirectory(of: path)
         func resolve(_ file: String) -> String { file.hasPrefix("/") ? file : directory + "/" + file }
@@ -141,13 +148,14 @@ public struct DaemonConfiguration: Sendable, Equatable {
                 "\(watchdog) ms is less than 5 control periods (\(period) µs): one late period would trip the arms")
         }
         let plant = try root.entries["plant"] == nil ? nil : PlantConfiguration.load(root.table("plant"), resolve: resolve)
+        let panel = try root.entries["panel"] == nil ? nil : PanelConfiguration.load(root.table("panel"), resolve: resolve)
         return DaemonConfiguration(
             filePath: path, cellPath: cell, recipePaths: recipes, stateDirectory: stateDirectory,
             ledgerPath: ledger.hasPrefix("/") ? ledger : stateDirectory + "/" + ledger, apiSocketPath: socket,
             commandGroup: group, periodNanoseconds: UInt64(period) * 1000,
             fifoPriority: priority == 0 ? nil : Int32(priority), lockMemory: lockMemory,
             armWatchdogMilliseconds: UInt16(watchdog), responseTimeoutNanoseconds: UInt64(timeout) * 1000,
-            stationConnections: stationConnections, plant: plant)
+            stationConnections: stationConnections, plant: plant, panel: panel)
     }
 
     private static func parentDirectory(of path: String) -> String {
@@ -253,5 +261,73 @@ public struct PlantConfiguration: Sendable, Equatable {
         return PlantConfiguration(
             server: server, port: port, database: database, role: role, passwordFile: passwordFile, tls: tls,
             caFile: caFile, batchEntries: batch, lagWarningSeconds: lagSeconds, lagWarningEntries: lagEntries)
+    }
+}
+
+/// `[panel]`: the operator's web panel served by the daemon over TCP (docs/HMI.md). Off when the section is absent.
+public struct PanelConfiguration: Sendable, Equatable {
+    /// `address` when the file does not say: this machine only. A panel PC on the cell network is a deliberate
+    /// choice (`address = "0.0.0.0"` or the cell network's interface address).
+    public static let defaultAddress = "127.0.0.1"
+    /// `port` when the file does not say.
+    public static let defaultPort = 8610
+    public static let portRange = 1...65_535
+    /// `session_idle_minutes` when the file does not say, and its accepted range.
+    public static let defaultSessionIdleMinutes = 15
+    public static let sessionIdleMinutesRange = 1...720
+
+    /// The IPv4 or IPv6 address the panel listens on.
+    public var address: String
+    public var port: Int
+    /// The operators' logins: one `name:hash` line each, the hash from crypt(3) (`lampctl operator add`). nil: the
+    /// panel only shows the cell; no command is accepted over TCP.
+    public var operatorsFile: String?
+    /// A login session ends after this long without a request from it.
+    public var sessionIdleMinutes: Int
+
+    public init(
+        address: String = defaultAddress, port: Int = defaultPort, operatorsFile: String? = nil,
+        sessionIdleMinutes: Int = defaultSessionIdleMinutes
+    ) {
+        self.address = address
+        self.port = port
+        self.operatorsFile = operatorsFile
+        self.sessionIdleMinutes = sessionIdleMinutes
+    }
+
+    static func load(_ table: ConfigTable, resolve: (String) -> String) throws(ConfigError) -> PanelConfiguration {
+        try table.rejectUnknownKeys(allowed: ["address", "port", "operators_file", "session_idle_minutes"])
+        let address = try table.entries["address"] == nil ? defaultAddress : table.string("address")
+        guard Self.isNumericAddress(address) else {
+            throw table.error(
+                table.path.key("address"), .invalidValue,
+                "\(address) is not an IPv4 or IPv6 address (e.g. 127.0.0.1, 0.0.0.0, ::1)")
+        }
+        let port = try table.entries["port"] == nil ? defaultPort : table.integer("port")
+        guard portRange.contains(port) else {
+            throw table.error(table.path.key("port"), .outOfRange, "\(port) is outside 1..65535")
+        }
+        let idle =
+            try table.entries["session_idle_minutes"] == nil
+            ? defaultSessionIdleMinutes : table.integer("session_idle_minutes")
+        guard sessionIdleMinutesRange.contains(idle) else {
+            throw table.error(table.path.key("session_idle_minutes"), .outOfRange, "\(idle) is outside 1..720 minutes")
+        }
+        var operators: String?
+        if table.entries["operators_file"] != nil {
+            let file = try table.string("operators_file")
+            guard !file.isEmpty else {
+                throw table.error(table.path.key("operators_file"), .invalidValue, "must not be empty")
+            }
+            operators = resolve(file)
+        }
+        return PanelConfiguration(address: address, port: port, operatorsFile: operators, sessionIdleMinutes: idle)
+    }
+
+    /// True for a numeric IPv4 or IPv6 address (no host names: the panel binds before any resolver is trusted).
+    static func isNumericAddress(_ text: String) -> Bool {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        return inet_pton(AF_INET, text, &v4) == 1 || inet_pton(AF_INET6, text, &v6) == 1
     }
 }

@@ -243,3 +243,17 @@ public struct Recipe: Sendable, Equatable {
         armLanes.first { $0.armName == armName }
     }
 }
+
+extension ProcessWindows {
+    /// The window of one measurement kind (the four screws share one).
+    public func window(of kind: MeasurementKind) -> ProcessWindow {
+        switch kind {
+        case .screwTorque1, .screwTorque2, .screwTorque3, .screwTorque4: screwTorque
+        case .pressForce: pressForce
+        case .glueVolume: glueVolume
+        case .leakRate: leakRate
+        case .luminousIntensity: luminousIntensity
+        case .cutoffAngle: cutoffAngle
+        }
+    }
+}

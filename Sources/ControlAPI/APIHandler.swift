@@ -4,6 +4,7 @@ import CellCore
 import CellService
 import ControlAPIClient
 import Foundation
+import Ledger
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -33,6 +34,15 @@ struct APIResponse {
     }
 }
 
+/// Who is at the other end of a connection, and so how commands are authorised.
+enum APICaller {
+    /// The Unix socket: the peer's credentials as the kernel recorded them at connect (root or the command group
+    /// may command).
+    case socket(PeerCredentials?)
+    /// The operator panel over TCP: reading is open; commands need a login session and its CSRF token.
+    case panel(PanelAccess, remote: String)
+}
+
 /// The HTTP side of one connection: request limits and deadline, routing, access control, the blocking jobs
 /// (commands, ledger queries) on the thread pool, and Server-Sent Events for `/v1/watch`.
 /// Thread: the connection's event loop only.
@@ -54,7 +64,7 @@ final class APIHandler: ChannelInboundHandler {
     }
 
     private let shared: APIShared
-    private let peer: PeerCredentials?
+    private let caller: APICaller
     private var phase = Phase.idle
     private var head: HTTPRequestHead?
     private var body = ByteBuffer()
@@ -67,9 +77,22 @@ final class APIHandler: ChannelInboundHandler {
     private var watchUnwritableSinceNanoseconds: UInt64?
     private var watchTask: Scheduled<Void>?
 
-    init(shared: APIShared, peer: PeerCredentials?) {
+    init(shared: APIShared, caller: APICaller) {
         self.shared = shared
-        self.peer = peer
+        self.caller = caller
+    }
+
+    /// The other end, for logs.
+    private var peerDescription: String {
+        switch caller {
+        case .socket(let peer): peer?.description ?? "an unidentified peer"
+        case .panel(_, let remote): "panel client \(remote)"
+        }
+    }
+
+    private var isPanel: Bool {
+        if case .panel = caller { return true }
+        return false
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -161,7 +184,7 @@ final class APIHandler: ChannelInboundHandler {
         case .idle:
             // Nothing (or only part of a request line/headers) arrived: idle or slow client; close without a word
             // (the HTTP state allows no answer before a request head).
-            shared.logger.debug("API: closing idle or slow connection (\(peer?.description ?? "unknown peer"))")
+            shared.logger.debug("API: closing idle or slow connection (\(peerDescription))")
             context.close(promise: nil)
         case .receiving:
             answerEarly(
@@ -205,6 +228,7 @@ final class APIHandler: ChannelInboundHandler {
         headers.add(name: "Content-Length", value: String(response.body.count))
         headers.add(name: "Cache-Control", value: "no-store")
         for (name, value) in response.headers { headers.add(name: name, value: value) }
+        if isPanel { PanelAssets.addSecurityHeaders(&headers) }
         headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
         let version = head?.version ?? .http1_1
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: response.status, headers: headers))), promise: nil)
@@ -243,6 +267,9 @@ final class APIHandler: ChannelInboundHandler {
             }
         }
 
+        if case .panel(let access, _) = caller, routePanel(segments, method: method, access: access, only: only) {
+            return
+        }
         switch segments {
         case ["v1", "status"]:
             only([.GET]) { respond(statusResponse()) }
@@ -252,6 +279,20 @@ final class APIHandler: ChannelInboundHandler {
             only([.GET]) { respond(metricsResponse()) }
         case ["v1", "lamps"]:
             only([.GET]) { queryLamps(query) }
+        case ["v1", "cell"]:
+            only([.GET]) {
+                if let description = shared.cellDescription {
+                    respond(.json(.ok, description))
+                } else {
+                    respond(.error(.serviceUnavailable, "unavailable", "the cell's description is not attached to the API"))
+                }
+            }
+        case ["v1", "cycletimes"]:
+            only([.GET]) { respond(.json(.ok, shared.status.recentCycleTimes())) }
+        case ["v1", "alarms"]:
+            only([.GET]) { alarms(query) }
+        case ["v1", "report"]:
+            only([.GET]) { report(query) }
         case let parts where parts.count == 3 && parts[0] == "v1" && parts[1] == "lamps":
             only([.GET]) { lamp(serial: parts[2]) }
         case let parts where parts.count == 3 && parts[0] == "v1" && parts[1] == "commands":
@@ -262,7 +303,7 @@ final class APIHandler: ChannelInboundHandler {
                         "no such command: \(parts[2]); commands: \(CommandWord.all.joined(separator: ", "))"))
                 return
             }
-            only([.POST]) { authorized { submit(.command(command), describing: command.description) } }
+            only([.POST]) { authorized { submit(.command(command), describing: command.description, actor: $0) } }
         case let parts where parts.count == 3 && parts[0] == "v1" && parts[1] == "mode":
             guard let mode = UnitMode.allCases.first(where: { $0.description.lowercased() == parts[2] }) else {
                 respond(
@@ -270,14 +311,14 @@ final class APIHandler: ChannelInboundHandler {
                         .notFound, "not_found", "no such mode: \(parts[2]); modes: \(ModeWord.all.joined(separator: ", "))"))
                 return
             }
-            only([.POST]) { authorized { submit(.mode(mode), describing: "mode \(mode.description)") } }
+            only([.POST]) { authorized { submit(.mode(mode), describing: "mode \(mode.description)", actor: $0) } }
         case ["v1", "order"]:
             only([.POST, .DELETE]) {
-                authorized {
+                authorized { actor in
                     if method == .DELETE {
-                        submit(.cancelOrder, describing: "cancel order")
+                        submit(.cancelOrder, describing: "cancel order", actor: actor)
                     } else {
-                        placeOrder()
+                        placeOrder(actor: actor)
                     }
                 }
             }
@@ -286,9 +327,31 @@ final class APIHandler: ChannelInboundHandler {
         }
     }
 
-    private func authorized(_ body: () -> Void) {
-        guard let peer, shared.policy.allows(peer) else {
-            let who = peer.map { "uid \($0.userID)" } ?? "an unidentified peer"
+    /// Runs `body` with the name of who commands when the caller may command the cell; answers 401/403 else.
+    private func authorized(_ body: (String) -> Void) {
+        if case .panel(let access, let remote) = caller {
+            switch access.authorize(head?.headers ?? HTTPHeaders()) {
+            case .success(let session):
+                body("\(session.operatorName) (panel \(remote))")
+            case .failure(.crossSite(let origin)):
+                shared.logger.warning("API: cross-site request from \(origin) refused (\(peerDescription))")
+                respond(.error(.forbidden, "forbidden", "cross-site request refused: Origin \(origin) is not this panel"))
+            case .failure(.noSession):
+                respond(
+                    .error(
+                        .unauthorized, "unauthorized",
+                        "commanding the cell from the panel needs an operator login (POST /v1/session)"))
+            case .failure(.badToken):
+                respond(
+                    .error(
+                        .forbidden, "forbidden",
+                        "the request lacks the session's \(PanelAccess.csrfHeader) header (cross-site request forgery?)"))
+            }
+            return
+        }
+        guard case .socket(let peer) = caller, let peer, shared.policy.allows(peer) else {
+            var who = "an unidentified peer"
+            if case .socket(let peer?) = caller { who = "uid \(peer.userID)" }
             respond(
                 .error(
                     .forbidden, "forbidden",
@@ -297,7 +360,7 @@ final class APIHandler: ChannelInboundHandler {
                         + "; you are \(who)"))
             return
         }
-        body()
+        body(peer.description)
     }
 
     private func statusResponse() -> APIResponse {
@@ -313,7 +376,7 @@ final class APIHandler: ChannelInboundHandler {
 
     // MARK: - Commands and orders (blocking: thread pool)
 
-    private func placeOrder() {
+    private func placeOrder(actor: String) {
         let order: OrderRequestBody
         do {
             order = try JSONDecoder().decode(OrderRequestBody.self, from: Data(body.readableBytesView))
@@ -340,35 +403,44 @@ final class APIHandler: ChannelInboundHandler {
             respond(.error(.badRequest, "bad_request", error.description))
             return
         }
-        submit(.order(production, recipeIndex: recipeIndex), describing: "order \(order.id)")
+        submit(.order(production, recipeIndex: recipeIndex), describing: "order \(order.id)", actor: actor)
     }
 
     /// Runs `request` on the thread pool (it waits for the control thread's reply) and answers 200, 409 or 503.
-    /// Every command, mode change and order is logged with who asked and what came of it.
-    private func submit(_ request: ControllerRequest, describing what: String) {
+    /// Every command, mode change and order is logged with who asked and what came of it, and recorded in the
+    /// event history with the same words.
+    private func submit(_ request: ControllerRequest, describing what: String, actor who: String) {
         let cell = shared.cell
-        let logger = shared.logger
-        let who = peer?.description ?? "an unidentified peer"
+        let shared = self.shared
         runBlocking {
+            let startedNanoseconds = Int64(lampcell_realtime_ns())
+            func record(_ outcome: String) {
+                shared.logger.notice("API: \(what) by \(who): \(outcome)")
+                shared.recordEvent(
+                    CellEvent(
+                        kind: .command, code: what, source: "cell", message: "\(what) by \(who)", detail: outcome,
+                        actor: who, startedWallNanoseconds: startedNanoseconds, endedWallNanoseconds: startedNanoseconds))
+            }
             guard let reply = cell.request(request) else {
+                record("no answer from the control thread")
                 return APIResponse.error(
                     .serviceUnavailable, "unavailable",
                     "the control thread did not answer \(what) within \(cell.requestTimeoutNanoseconds / 1_000_000) ms")
             }
             let unit = Self.snapshotAfterReply(cell).unit
             if let refusal = reply.refusal {
-                logger.notice("API: \(what) by \(who): refused: \(refusal.description)")
+                record("refused: \(refusal.description)")
                 return APIResponse.error(
                     .conflict, "refused", refusal.description, state: refusal.state.description,
                     mode: refusal.mode.description)
             }
             if let message = reply.message {
-                logger.notice("API: \(what) by \(who): refused: \(message)")
+                record("refused: \(message)")
                 return APIResponse.error(
                     .conflict, "refused", "\(what) is refused: \(message)", state: unit.state.description,
                     mode: unit.machine.mode.description)
             }
-            logger.notice("API: \(what) by \(who): accepted, state \(unit.state.description), mode \(unit.machine.mode.description)")
+            record("accepted, state \(unit.state.description), mode \(unit.machine.mode.description)")
             return APIResponse.json(.ok, AcceptedBody(accepted: true, request: what, state: unit.state.description))
         }
     }
@@ -481,6 +553,206 @@ final class APIHandler: ChannelInboundHandler {
         }
     }
 
+    // MARK: - Alarm history and the shift report (blocking: thread pool)
+
+    /// The window of `from`/`to` query parameters (RFC 3339, a date or Unix seconds); by default the last
+    /// `defaultWindowHours` up to now. Answers 400 and returns nil on a bad parameter.
+    private func window(_ items: [URLQueryItem], defaultWindowHours: UInt64) -> (from: UInt64, to: UInt64)? {
+        let now = lampcell_realtime_ns()
+        var from = now - defaultWindowHours * 3_600_000_000_000
+        var to = now
+        for item in items {
+            guard item.name == "from" || item.name == "to" else {
+                respond(.error(.badRequest, "bad_request", "unknown query parameter '\(item.name)'; known: from, to"))
+                return nil
+            }
+            guard let time = RFC3339.wallNanoseconds(item.value ?? "") else {
+                respond(
+                    .error(
+                        .badRequest, "bad_request",
+                        "query parameter '\(item.name)' is \(item.value ?? ""); expected RFC 3339 (2026-11-28T09:00:00Z), a date or Unix seconds"))
+                return nil
+            }
+            if item.name == "from" { from = time } else { to = time }
+        }
+        guard from < to else {
+            respond(.error(.badRequest, "bad_request", "query parameters: 'from' must be before 'to'"))
+            return nil
+        }
+        return (from, to)
+    }
+
+    private func alarms(_ items: [URLQueryItem]) {
+        guard let history = shared.events else {
+            respond(.error(.serviceUnavailable, "unavailable", "no event history is attached to the API"))
+            return
+        }
+        guard let (from, to) = window(items, defaultWindowHours: 8) else { return }
+        runBlocking {
+            do {
+                let now = Int64(lampcell_realtime_ns())
+                let entry = { (event: CellEvent) in Self.historyEntry(event, now: now) }
+                let pareto = try history.stopPareto(
+                    fromWallNanoseconds: Int64(from), toWallNanoseconds: Int64(to), nowWallNanoseconds: now)
+                let total = pareto.reduce(0) { $0 + $1.downtimeSeconds }
+                var cumulative = 0.0
+                let rows = pareto.map { row -> AlarmsDocument.ParetoRow in
+                    cumulative += row.downtimeSeconds
+                    return AlarmsDocument.ParetoRow(
+                        code: row.code, message: row.message, stops: row.stops, downtimeSeconds: row.downtimeSeconds,
+                        cumulativeShare: total > 0 ? cumulative / total : 0)
+                }
+                let document = AlarmsDocument(
+                    from: RFC3339.text(wallNanoseconds: from), to: RFC3339.text(wallNanoseconds: to),
+                    active: try history.active().map(entry),
+                    history: try history.events(
+                        fromWallNanoseconds: Int64(from), toWallNanoseconds: Int64(to),
+                        kinds: [.alarm, .stop, .command, .login], limit: Self.alarmHistoryRows
+                    ).map(entry),
+                    pareto: rows)
+                return .json(.ok, document)
+            } catch {
+                return .error(.serviceUnavailable, "unavailable", "event history: \(error)")
+            }
+        }
+    }
+
+    /// History rows `GET /v1/alarms` returns at most (newest first).
+    static let alarmHistoryRows = 500
+
+    static func historyEntry(_ event: CellEvent, now: Int64) -> HistoryEntry {
+        HistoryEntry(
+            kind: event.kind.rawValue, code: event.code, source: event.source, message: event.message,
+            detail: event.detail, actor: event.actor,
+            startedAt: RFC3339.text(wallNanoseconds: UInt64(max(0, event.startedWallNanoseconds))),
+            endedAt: event.endedWallNanoseconds.map { RFC3339.text(wallNanoseconds: UInt64(max(0, $0))) },
+            durationSeconds: event.durationSeconds(nowWallNanoseconds: now))
+    }
+
+    private func report(_ items: [URLQueryItem]) {
+        guard let reports = shared.reports else {
+            respond(.error(.serviceUnavailable, "unavailable", "no shift report source is attached to the API"))
+            return
+        }
+        guard let (from, to) = window(items, defaultWindowHours: 8) else { return }
+        runBlocking {
+            do {
+                let html = try reports(from, to)
+                return APIResponse(status: .ok, contentType: "text/html; charset=utf-8", body: Array(html.utf8))
+            } catch {
+                return .error(.serviceUnavailable, "unavailable", "shift report: \(error)")
+            }
+        }
+    }
+
+    // MARK: - Panel: assets and login (TCP only)
+
+    /// Routes what only the panel serves; returns false for the common API routes.
+    private func routePanel(
+        _ segments: [String], method: HTTPMethod, access: PanelAccess, only: ([HTTPMethod], () -> Void) -> Void
+    ) -> Bool {
+        switch segments {
+        case []:
+            only([.GET]) {
+                var response = APIResponse(status: .seeOther, contentType: "text/plain", body: Array("/hmi/\n".utf8))
+                response.headers.append(("Location", "/hmi/"))
+                respond(response)
+            }
+        case ["hmi"], ["hmi", "index.html"]:
+            only([.GET]) { respond(APIResponse(status: .ok, contentType: "text/html; charset=utf-8", body: PanelAssets.page)) }
+        case ["hmi", "panel.js"]:
+            only([.GET]) {
+                respond(APIResponse(status: .ok, contentType: "text/javascript; charset=utf-8", body: PanelAssets.script))
+            }
+        case ["hmi", "panel.css"]:
+            only([.GET]) { respond(APIResponse(status: .ok, contentType: "text/css; charset=utf-8", body: PanelAssets.style)) }
+        case ["v1", "session"]:
+            only([.GET, .POST, .DELETE]) { session(method: method, access: access) }
+        default:
+            return false
+        }
+        return true
+    }
+
+    private func session(method: HTTPMethod, access: PanelAccess) {
+        let headers = head?.headers ?? HTTPHeaders()
+        let idleSeconds = access.configuration.sessionIdleSeconds
+        switch method {
+        case .GET:
+            guard let session = access.session(headers) else {
+                respond(.error(.unauthorized, "unauthorized", "no operator is logged in on this panel"))
+                return
+            }
+            respond(
+                .json(
+                    .ok,
+                    SessionBody(operator: session.operatorName, csrfToken: session.csrfToken, idleTimeoutSeconds: idleSeconds)))
+        case .DELETE:
+            if let origin = headers.first(name: "origin"), !PanelAccess.sameOrigin(origin, host: headers.first(name: "host")) {
+                respond(.error(.forbidden, "forbidden", "cross-site request refused: Origin \(origin) is not this panel"))
+                return
+            }
+            if let name = access.logout(headers) {
+                shared.logger.notice("API: operator \(name) logged out (\(peerDescription))")
+                let now = Int64(lampcell_realtime_ns())
+                let shared = self.shared
+                let remote = peerDescription
+                runBlocking {
+                    shared.recordEvent(
+                        CellEvent(
+                            kind: .login, code: "logout", source: "panel", message: "\(name) logged out",
+                            detail: remote, actor: name, startedWallNanoseconds: now, endedWallNanoseconds: now))
+                    var response = APIResponse.json(.ok, ["loggedOut": name])
+                    response.headers.append(("Set-Cookie", PanelAccess.expiredCookie))
+                    return response
+                }
+            } else {
+                var response = APIResponse.json(.ok, ["loggedOut": ""])
+                response.headers.append(("Set-Cookie", PanelAccess.expiredCookie))
+                respond(response)
+            }
+        default:
+            if let origin = headers.first(name: "origin"), !PanelAccess.sameOrigin(origin, host: headers.first(name: "host")) {
+                respond(.error(.forbidden, "forbidden", "cross-site request refused: Origin \(origin) is not this panel"))
+                return
+            }
+            let login: LoginRequestBody
+            do {
+                login = try JSONDecoder().decode(LoginRequestBody.self, from: Data(body.readableBytesView))
+            } catch {
+                respond(.error(.badRequest, "bad_request", "login body: \(Self.describe(error))"))
+                return
+            }
+            let shared = self.shared
+            let remote = peerDescription
+            runBlocking {
+                let now = Int64(lampcell_realtime_ns())
+                do throws(OperatorAccountsError) {
+                    let (token, session) = try access.login(name: login.operator, password: login.password)
+                    shared.logger.notice("API: operator \(login.operator) logged in (\(remote))")
+                    shared.recordEvent(
+                        CellEvent(
+                            kind: .login, code: "login", source: "panel", message: "\(login.operator) logged in",
+                            detail: remote, actor: login.operator, startedWallNanoseconds: now, endedWallNanoseconds: now))
+                    var response = APIResponse.json(
+                        .ok,
+                        SessionBody(operator: session.operatorName, csrfToken: session.csrfToken, idleTimeoutSeconds: idleSeconds))
+                    response.headers.append(("Set-Cookie", PanelAccess.sessionCookie(token)))
+                    return response
+                } catch {
+                    let name = OperatorAccounts.nameProblem(login.operator) == nil ? login.operator : "(invalid name)"
+                    shared.logger.warning("API: login of \(name) refused: \(error) (\(remote))")
+                    shared.recordEvent(
+                        CellEvent(
+                            kind: .login, code: "login_refused", source: "panel", message: "login of \(name) refused",
+                            detail: "\(error.description) (\(remote))", actor: name, startedWallNanoseconds: now,
+                            endedWallNanoseconds: now))
+                    return .error(.unauthorized, "unauthorized", error.description)
+                }
+            }
+        }
+    }
+
     // MARK: - Watch (Server-Sent Events)
 
     private func startWatch(query: [URLQueryItem], context: ChannelHandlerContext) {
@@ -525,7 +797,7 @@ final class APIHandler: ChannelInboundHandler {
             let since = watchUnwritableSinceNanoseconds ?? now
             watchUnwritableSinceNanoseconds = since
             if now - since > UInt64(shared.configuration.watchStalledClientMilliseconds) * 1_000_000 {
-                shared.logger.debug("API: dropping a stalled watcher (\(peer?.description ?? "unknown peer"))")
+                shared.logger.debug("API: dropping a stalled watcher (\(peerDescription))")
                 context.close(promise: nil)
                 return
             }

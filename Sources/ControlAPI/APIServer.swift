@@ -1,8 +1,10 @@
 import CRealtime
+import ControlAPIClient
 import CellCore
 import CellService
 import Foundation
 import Glibc
+import Ledger
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -21,6 +23,12 @@ final class APIShared: Sendable {
     let threadPool: NIOThreadPool
     let logger: Logger
     let recipeVariants: [Variant]
+    /// The alarm and event history (`GET /v1/alarms`, commands and logins recorded); nil: not kept.
+    let events: EventHistory?
+    /// `GET /v1/cell`.
+    let cellDescription: CellDescription?
+    /// `GET /v1/report`: the shift report of a window, as HTML.
+    let reports: ShiftReportSource?
     private let pendingJobs = Atomic<Int>(0)
     private let connections = Atomic<Int>(0)
     private let answers = Mutex<[UInt: UInt64]>([:])
@@ -28,8 +36,12 @@ final class APIShared: Sendable {
 
     init(
         configuration: APIServerConfiguration, cell: any ControlledCell, lamps: (any LampQuerying)?,
-        plant: (any PlantReporting)?, policy: CommandPolicy, threadPool: NIOThreadPool, logger: Logger
+        plant: (any PlantReporting)?, policy: CommandPolicy, threadPool: NIOThreadPool, logger: Logger,
+        extras: APIExtras
     ) {
+        events = extras.events
+        cellDescription = extras.cellDescription
+        reports = extras.reports
         self.configuration = configuration
         self.cell = cell
         status = StatusSource(cell: cell, configuration: configuration, plant: plant)
@@ -41,6 +53,16 @@ final class APIShared: Sendable {
     }
 
     var openConnections: Int { connections.load(ordering: .relaxed) }
+
+    /// Records `event` in the history, if one is kept; a failure is logged, never answered. Blocking-job threads.
+    func recordEvent(_ event: CellEvent) {
+        guard let events else { return }
+        do {
+            try events.record(event)
+        } catch {
+            logger.error("events: could not record '\(event.message)': \(error)")
+        }
+    }
 
     /// Counts a connection in if the cap allows it.
     func admitConnection() -> Bool {
@@ -76,6 +98,28 @@ final class APIShared: Sendable {
     }
 }
 
+/// Makes the shift report of [from, to) (wall-clock ns) as a printable HTML page. Blocking-job threads.
+public typealias ShiftReportSource = @Sendable (_ fromWallNanoseconds: UInt64, _ toWallNanoseconds: UInt64) throws -> String
+
+/// What the API serves beyond status and commands, when the daemon has it: the operator panel over TCP, the
+/// alarm and event history, the cell's description, the shift report.
+public struct APIExtras: Sendable {
+    public var panel: PanelServerConfiguration?
+    public var events: EventHistory?
+    public var cellDescription: CellDescription?
+    public var reports: ShiftReportSource?
+
+    public init(
+        panel: PanelServerConfiguration? = nil, events: EventHistory? = nil, cellDescription: CellDescription? = nil,
+        reports: ShiftReportSource? = nil
+    ) {
+        self.panel = panel
+        self.events = events
+        self.cellDescription = cellDescription
+        self.reports = reports
+    }
+}
+
 /// Counters of the API server itself (tests, logs). Any thread.
 public struct APIStatistics: Sendable {
     public var openConnections: Int
@@ -98,6 +142,9 @@ public final class APIServer: @unchecked Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let threadPool: NIOThreadPool
     private var listener: UnixListener?
+    private var panelChannel: (any Channel)?
+    private var recorder: EventRecorder?
+    private let extras: APIExtras
     private let channels = ChannelRegistry()
     private var housekeeping: RepeatedTask?
     private let logger: Logger
@@ -115,28 +162,31 @@ public final class APIServer: @unchecked Sendable {
     ///   - plant: the ledger's replication to the plant database (status and metrics); nil when not configured.
     public init(
         cell: any ControlledCell, configuration: APIServerConfiguration, lamps: (any LampQuerying)? = nil,
-        plant: (any PlantReporting)? = nil, logger: Logger
+        plant: (any PlantReporting)? = nil, extras: APIExtras = APIExtras(), logger: Logger
     ) {
         self.configuration = configuration
         self.logger = logger
+        self.extras = extras
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         threadPool = NIOThreadPool(numberOfThreads: max(1, configuration.blockingThreadCount))
         let policy = CommandPolicy.resolve(groupName: configuration.commandGroup)
         shared = APIShared(
             configuration: configuration, cell: cell, lamps: lamps, plant: plant, policy: policy, threadPool: threadPool,
-            logger: logger)
+            logger: logger, extras: extras)
     }
 
     /// The API of `daemon` as its configuration says (`api_socket`, `command_group`), started. The daemon's wiring.
     public static func start(
         for daemon: CellDaemon, stationName: String, lamps: (any LampQuerying)? = nil,
-        plant: (any PlantReporting)? = nil, activatedFileDescriptor: Int32? = nil, logger: Logger
+        plant: (any PlantReporting)? = nil, activatedFileDescriptor: Int32? = nil, extras: APIExtras = APIExtras(),
+        logger: Logger
     ) throws -> APIServer {
         var configuration = APIServerConfiguration(
             socketPath: daemon.configuration.apiSocketPath, commandGroup: daemon.configuration.commandGroup)
         configuration.activatedFileDescriptor = activatedFileDescriptor
         configuration.stationName = stationName
-        let server = APIServer(cell: daemon, configuration: configuration, lamps: lamps, plant: plant, logger: logger)
+        let server = APIServer(
+            cell: daemon, configuration: configuration, lamps: lamps, plant: plant, extras: extras, logger: logger)
         try server.start()
         return server
     }
@@ -183,7 +233,55 @@ public final class APIServer: @unchecked Sendable {
         }
         logger.info(
             "API listening on \(configuration.socketPath) (mode 0666; commands: root and group '\(configuration.commandGroup)')")
+        if let events = extras.events {
+            let recorder = EventRecorder(history: events, status: shared.status, nice: nice, logger: logger)
+            recorder.start()
+            self.recorder = recorder
+        }
+        // The cell runs without its panel: a port already taken is an error in the log, not a stop.
+        if let panel = extras.panel {
+            do {
+                try startPanel(panel)
+            } catch {
+                logger.error("\(error)")
+            }
+        }
     }
+
+    /// The operator panel: HTTP/1.1 on TCP (`[panel]`), the same handler as the socket's with login sessions for
+    /// commands. Throws `APIStartError` naming the address when it cannot listen.
+    private func startPanel(_ panel: PanelServerConfiguration) throws {
+        let access = PanelAccess(configuration: panel)
+        let shared = self.shared
+        let channels = self.channels
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.backlog, value: 64)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { [weak self] channel in
+                guard let self, shared.admitConnection() else { return channel.close() }
+                let key = ObjectIdentifier(channel)
+                channels.withLock { $0[key] = channel }
+                channel.closeFuture.whenComplete { _ in
+                    channels.withLock { _ = $0.removeValue(forKey: key) }
+                    shared.connectionClosed()
+                }
+                let remote = channel.remoteAddress?.ipAddress ?? "unknown address"
+                return channel.eventLoop.makeCompletedFuture {
+                    try self.configure(channel, caller: .panel(access, remote: remote))
+                }
+            }
+        do {
+            panelChannel = try bootstrap.bind(host: panel.address, port: panel.port).wait()
+        } catch {
+            throw APIStartError("panel \(panel.address):\(panel.port): cannot listen: \(error)")
+        }
+        let commanders = panel.operatorsFile.map { "operators of \($0)" } ?? "none, no operators_file"
+        logger.info("panel listening on http://\(panel.address):\(panel.port)/ (commands: \(commanders))")
+    }
+
+    /// The panel's port (tests bind port 0 and ask). nil when the panel is off.
+    public var panelPort: Int? { panelChannel?.localAddress?.port }
 
     /// Hands an accepted descriptor to the event loop. Thread: the accept thread.
     private func accept(_ descriptor: Int32, peer: PeerCredentials?) {
@@ -191,7 +289,7 @@ public final class APIServer: @unchecked Sendable {
         // The peer's credentials travel to the handler through this connection's own channel initializer.
         let connectionBootstrap = ClientBootstrap(group: group).channelInitializer { [weak self] channel in
             channel.eventLoop.makeCompletedFuture {
-                try self?.configure(channel, peer: peer)
+                try self?.configure(channel, caller: .socket(peer))
             }
         }
         let channels = self.channels
@@ -211,7 +309,7 @@ public final class APIServer: @unchecked Sendable {
         }
     }
 
-    private func configure(_ channel: any Channel, peer: PeerCredentials?) throws {
+    private func configure(_ channel: any Channel, caller: APICaller) throws {
         var limits = NIOHTTPDecoderLimitConfiguration()
         limits.maxHeaderFieldSize = configuration.maximumHeaderBytes
         limits.maxHeaderListSize = configuration.maximumHeaderBytes
@@ -220,7 +318,7 @@ public final class APIServer: @unchecked Sendable {
         try pipeline.configureHTTPServerPipeline(
             withPipeliningAssistance: true, withErrorHandling: false, withEncoderConfiguration: .init(),
             withDecoderLimitConfiguration: limits)
-        try pipeline.addHandler(APIHandler(shared: shared, peer: peer))
+        try pipeline.addHandler(APIHandler(shared: shared, caller: caller))
     }
 
     /// Sets the calling thread's nice value (on Linux `setpriority(PRIO_PROCESS, 0, …)` is per thread).
@@ -236,6 +334,10 @@ public final class APIServer: @unchecked Sendable {
     public func stop() {
         listener?.close()
         listener = nil
+        try? panelChannel?.close().wait()
+        panelChannel = nil
+        recorder?.stop()
+        recorder = nil
         housekeeping?.cancel()
         let open = channels.withLock { Array($0.values) }
         for channel in open { channel.close(promise: nil) }

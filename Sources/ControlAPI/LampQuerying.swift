@@ -62,12 +62,17 @@ public struct LampRow: Codable, Sendable, Equatable {
         public var value: Double
         public var unit: String
         public var inWindow: Bool
+        /// The recipe's window the lamp was judged against, as the ledger recorded it (absent: no bound).
+        public var minimum: Double?
+        public var maximum: Double?
 
-        public init(name: String, value: Double, unit: String, inWindow: Bool) {
+        public init(name: String, value: Double, unit: String, inWindow: Bool, minimum: Double? = nil, maximum: Double? = nil) {
             self.name = name
             self.value = value
             self.unit = unit
             self.inWindow = inWindow
+            self.minimum = minimum
+            self.maximum = maximum
         }
     }
 

@@ -26,10 +26,12 @@ struct StatusBuilder: Sendable {
         let machine = unit.machine
         var stopReason: StatusDocument.StopReasonText?
         if let reason = machine.stopReason {
-            stopReason = StatusDocument.StopReasonText(
+            var text = StatusDocument.StopReasonText(
                 code: Int(reason.cause.code.rawValue), kind: Self.name(reason.cause.code),
                 message: reason.cause.message.description, action: Self.name(reason.action),
                 inState: reason.state.description, device: reason.cause.deviceIndex.flatMap { deviceName(Int($0)) })
+            text.remedy = Self.remedy(text, state: unit.state)
+            stopReason = text
         }
         let packml = StatusDocument.PackML(
             state: unit.state.description, stateCode: Int(unit.state.rawValue), mode: machine.mode.description,
@@ -38,7 +40,9 @@ struct StatusBuilder: Sendable {
             suspendCause: unit.state == .suspended || unit.state == .suspending ? machine.suspendCause.map(Self.name) : nil,
             materialWait: snapshot.materialWait == .none ? nil : snapshot.materialWait.name.description,
             modesAvailable: PackMLStateMachine.acceptsModeChange(in: unit.state)
-                ? UnitMode.allCases.filter { $0 != machine.mode }.map { $0.description.lowercased() } : [])
+                ? UnitMode.allCases.filter { $0 != machine.mode }.map { $0.description.lowercased() } : [],
+            commandsAvailable: PackMLCommand.allCases.filter { PackMLStateMachine.target(of: $0, from: unit.state) != nil }
+                .map { $0.description.lowercased() })
         var order: StatusDocument.Order?
         if let assigned = unit.order {
             order = StatusDocument.Order(
@@ -201,6 +205,36 @@ struct StatusBuilder: Sendable {
     static func hex(_ code: UInt16) -> String {
         let digits = String(code, radix: 16, uppercase: true)
         return "0x" + String(repeating: "0", count: max(0, 4 - digits.count)) + digits
+    }
+
+    /// What the operator does next after `reason`, in `state`: the fix for its cause, then the command that moves
+    /// the cell on (Clear in Aborted, Reset in Stopped, Start in Idle, Unhold in Held). nil once producing again.
+    static func remedy(_ reason: StatusDocument.StopReasonText, state: PackMLState) -> String? {
+        let next: String
+        switch state {
+        case .aborted: next = "then Clear"
+        case .stopped: next = "then Reset"
+        case .idle: next = "then Start"
+        case .held: next = "then Unhold"
+        case .complete: next = "then Reset for the next order"
+        case .aborting, .stopping, .holding, .clearing, .resetting: next = "wait for the cell to settle"
+        default: return nil
+        }
+        let device = reason.device ?? "a device"
+        let fix: String
+        switch reason.kind {
+        case "emergencyStop": fix = "E-stop pressed: release the e-stop button"
+        case "safetyInterlock": fix = "Safety chain open (guard door): close it"
+        case "deviceFault": fix = "\(device) reports a fault (\(reason.message)): remove its cause"
+        case "deviceLost": fix = "\(device) does not answer: check its power and network cable"
+        case "processFault": fix = "Process fault (\(reason.message)): check the station"
+        case "ledgerUnavailable": fix = "The ledger cannot record lamps (\(reason.message)): call maintenance (disk)"
+        case "operatorStop": fix = "Stopped by a Stop command"
+        case "operatorHold": fix = "Held by a Hold command"
+        case "operatorAbort": fix = "Aborted by an Abort command"
+        default: fix = reason.message
+        }
+        return next.hasPrefix("wait") ? "\(fix); \(next)" : "\(fix), \(next)"
     }
 
     static func name(_ state: DeviceLinkState) -> String {

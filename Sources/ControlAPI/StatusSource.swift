@@ -27,7 +27,7 @@ final class StatusSource: @unchecked Sendable {
     private let encoder = JSONEncoder()
     private let lock = NSLock()
     private var latest: Published?
-    private var cycleTimes: [Double] = []
+    private var cycleTimes: [CycleTimeSample] = []
     private var lastLampSequence: UInt64?
     private var ledgerHead: LedgerHead?
     private var timing: (figures: [ControlPhase: PhaseFigures], builtNanoseconds: UInt64)?
@@ -75,8 +75,18 @@ final class StatusSource: @unchecked Sendable {
     private func note(_ lamp: LampRecord?) {
         guard let lamp, lamp.serial.sequence != lastLampSequence else { return }
         lastLampSequence = lamp.serial.sequence
-        cycleTimes.append(lamp.cycleTimeSeconds)
+        cycleTimes.append(
+            CycleTimeSample(
+                serial: lamp.serial.text(cellID: builder.cellID), seconds: lamp.cycleTimeSeconds, verdict: lamp.verdict.name))
         if cycleTimes.count > cycleTimeWindow { cycleTimes.removeFirst(cycleTimes.count - cycleTimeWindow) }
+    }
+
+    /// The last lamps that left the cell (at most `cycleTimeWindow`), oldest first: the panel's trend.
+    func recentCycleTimes() -> [CycleTimeSample] {
+        lock.lock()
+        defer { lock.unlock() }
+        note(cell.snapshot().lastLamp)
+        return cycleTimes
     }
 
     private func build(now: UInt64) -> Published {
@@ -101,14 +111,15 @@ final class StatusSource: @unchecked Sendable {
         guard !cycleTimes.isEmpty else {
             return StatusDocument.CycleTime(lastSeconds: nil, meanSeconds: nil, p50Seconds: nil, p95Seconds: nil, samples: 0)
         }
-        let sorted = cycleTimes.sorted()
+        let seconds = cycleTimes.map(\.seconds)
+        let sorted = seconds.sorted()
         func percentile(_ p: Double) -> Double {
             // Nearest rank.
             let rank = Int((p / 100 * Double(sorted.count)).rounded(.up))
             return sorted[min(sorted.count - 1, max(0, rank - 1))]
         }
         return StatusDocument.CycleTime(
-            lastSeconds: cycleTimes.last, meanSeconds: cycleTimes.reduce(0, +) / Double(cycleTimes.count),
+            lastSeconds: seconds.last, meanSeconds: seconds.reduce(0, +) / Double(seconds.count),
             p50Seconds: percentile(50), p95Seconds: percentile(95), samples: cycleTimes.count)
     }
 }

@@ -45,6 +45,9 @@ public struct StatusDocument: Codable, Sendable, Equatable {
         /// The modes `POST /v1/mode/…` accepts now: the other modes in Stopped, Idle and Aborted, none while the
         /// cell may move.
         public var modesAvailable: [String] = []
+        /// The PackML commands the state model accepts in the current state (`clear`, `reset`, …); the panel
+        /// enables only these buttons. Other conditions (an order for Start) may still refuse one.
+        public var commandsAvailable: [String] = []
 
         public init(
             state: String,
@@ -55,7 +58,8 @@ public struct StatusDocument: Codable, Sendable, Equatable {
             stopReason: StopReasonText? = nil,
             suspendCause: String? = nil,
             materialWait: String? = nil,
-            modesAvailable: [String] = []
+            modesAvailable: [String] = [],
+            commandsAvailable: [String] = []
         ) {
             self.state = state
             self.stateCode = stateCode
@@ -66,6 +70,7 @@ public struct StatusDocument: Codable, Sendable, Equatable {
             self.suspendCause = suspendCause
             self.materialWait = materialWait
             self.modesAvailable = modesAvailable
+            self.commandsAvailable = commandsAvailable
         }
     }
 
@@ -81,6 +86,8 @@ public struct StatusDocument: Codable, Sendable, Equatable {
         public var inState: String
         /// The device to blame, when one is.
         public var device: String?
+        /// What to do next (`Guard door open: close it, then Clear`); absent once the cell produces again.
+        public var remedy: String?
 
         public init(
             code: Int,

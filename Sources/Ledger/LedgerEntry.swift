@@ -97,16 +97,7 @@ public struct LedgerRecipe: Sendable, Equatable {
     }
 
     /// The window of one measurement kind.
-    public func window(of kind: MeasurementKind) -> ProcessWindow {
-        switch kind {
-        case .screwTorque1, .screwTorque2, .screwTorque3, .screwTorque4: windows.screwTorque
-        case .pressForce: windows.pressForce
-        case .glueVolume: windows.glueVolume
-        case .leakRate: windows.leakRate
-        case .luminousIntensity: windows.luminousIntensity
-        case .cutoffAngle: windows.cutoffAngle
-        }
-    }
+    public func window(of kind: MeasurementKind) -> ProcessWindow { windows.window(of: kind) }
 }
 
 /// What the ledger needs beside a `LampRecord` to make a full entry: the names behind the record's numbers.

@@ -49,6 +49,11 @@ struct LampCellDaemon: ParsableCommand {
             "With --simulate. " + DeviceResponseDelay.help, valueName: DeviceResponseDelay.valueName))
     var responseDelay: [String] = []
 
+    @Flag(
+        help:
+            "With --simulate: read fault-injection commands on standard input (lampsim serve's: estop press, guard open, fault loader 0x0401, …).")
+    var faultConsole = false
+
     @Flag(help: "Clear/Reset and Start production on an order by itself once the devices answer.")
     var autoStart = false
 
@@ -72,6 +77,9 @@ struct LampCellDaemon: ParsableCommand {
     func validate() throws {
         if !responseDelay.isEmpty && !simulate {
             throw ValidationError("\(DeviceResponseDelay.optionName) slows the simulated devices: it needs --simulate")
+        }
+        if faultConsole && !simulate {
+            throw ValidationError("--fault-console injects faults into the simulated cell: it needs --simulate")
         }
         _ = try responseDelays()
     }
@@ -183,6 +191,7 @@ struct LampCellDaemon: ParsableCommand {
             api = try APIServer.start(
                 for: daemon, stationName: definition.station.name, lamps: lamps, plant: plant,
                 activatedFileDescriptor: activated,
+                extras: try PanelLink.extras(configuration: configuration, definition: definition, recipes: recipes, logger: logger),
                 logger: logger)
         } catch {
             logger.error("\(error)")
@@ -192,6 +201,10 @@ struct LampCellDaemon: ParsableCommand {
         // systemd: READY=1 (the loop runs and connects the devices, and the API socket listens),
         // STATUS= that follows the cell, WATCHDOG=1 while the control loop's heartbeat advances.
         let systemd = SystemdIntegration(daemon: daemon, stationName: definition.station.name, logger: logger)
+
+        if faultConsole, let simulator {
+            FaultConsoleThread.start(server: simulator, logger: logger)
+        }
 
         if autoStart {
             let orderID = "AUTO-\(lampcell_realtime_ns() / 1_000_000_000)"

@@ -60,7 +60,8 @@ final class LedgerLamps: LampQuerying, @unchecked Sendable {
             measurements: entry.measurements.map { m in
                 LampRow.Measurement(
                     name: m.name, value: m.value, unit: m.unit,
-                    inWindow: (m.minimum.map { m.value >= $0 } ?? true) && (m.maximum.map { m.value <= $0 } ?? true))
+                    inWindow: (m.minimum.map { m.value >= $0 } ?? true) && (m.maximum.map { m.value <= $0 } ?? true),
+                    minimum: m.minimum, maximum: m.maximum)
             },
             lots: LampRow.Lots(
                 housing: UInt32(clamping: entry.housingLot), ledModule: UInt32(clamping: entry.ledModuleLot),

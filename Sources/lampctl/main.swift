@@ -21,7 +21,7 @@ struct LampCtl: ParsableCommand {
         subcommands: [
             Status.self, Watch.self, Reset.self, Start.self, Stop.self, Hold.self, Unhold.self, Suspend.self,
             Unsuspend.self, Abort.self, Clear.self, Mode.self, Order.self, CancelOrder.self, LedgerCommand.self,
-            PlantCommand.self,
+            PlantCommand.self, ReportCommand.self, OperatorCommand.self,
         ])
 }
 
