@@ -252,6 +252,7 @@ let package = Package(
             name: "HMITests",
             dependencies: [
                 "ControlAPI", "ControlAPIClient", "Ledger", "Reports", "LampCellTestSupport", "CellCore", "CRealtime",
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             // A status document of the simulated cell, read by the alarm tracker's test.
             exclude: ["status-stopped.json"]),

@@ -54,9 +54,12 @@ final class PanelAccess: Sendable {
     private let sessions = Mutex<[String: Session]>([:])
     private let accounts = Mutex<(accounts: OperatorAccounts?, modified: Date?)>((nil, nil))
     private let failures = Mutex<[String: [UInt64]]>([:])
+    /// Monotonic time, ns (tests pass a clock of their own).
+    private let clock: @Sendable () -> UInt64
 
-    init(configuration: PanelServerConfiguration) {
+    init(configuration: PanelServerConfiguration, clock: @escaping @Sendable () -> UInt64 = { lampcell_monotonic_ns() }) {
         self.configuration = configuration
+        self.clock = clock
     }
 
     private var idleNanoseconds: UInt64 { UInt64(configuration.sessionIdleSeconds) * 1_000_000_000 }
@@ -64,7 +67,7 @@ final class PanelAccess: Sendable {
     /// The session a request's cookie names, if it is still open (and marks it used).
     func session(_ headers: HTTPHeaders) -> Session? {
         guard let token = Self.cookie(Self.cookieName, in: headers) else { return nil }
-        let now = lampcell_monotonic_ns()
+        let now = clock()
         return sessions.withLock { all -> Session? in
             guard var session = all[token] else { return nil }
             guard now &- session.lastUsedNanoseconds < idleNanoseconds else {
@@ -95,7 +98,7 @@ final class PanelAccess: Sendable {
         guard let accounts = try currentAccounts() else {
             throw OperatorAccountsError("no operators file is configured ([panel] operators_file): the panel is read-only")
         }
-        let now = lampcell_monotonic_ns()
+        let now = clock()
         let lockout = UInt64(configuration.loginLockoutSeconds) * 1_000_000_000
         let recentFailures = failures.withLock { all -> Int in
             all[name] = (all[name] ?? []).filter { now &- $0 < lockout }

@@ -10,14 +10,14 @@ import Testing
 @Suite("Production end to end", .serialized)
 struct ProductionTests {
     /// Lamps of the run: enough for a good and a defective part with this seed (≈ 27 s each in real time).
-    static let lampCount = 3
+    static let lampCount = 2
     /// Bound on the run, s.
     static let runSeconds = 60.0 + 40.0 * Double(lampCount)
 
     /// The measurements a hidden defect of the simulator shows in, by name.
     static func expectedReasons(_ defect: PartDefect) -> Set<String> { Set(defect.measurementsShown.map(\.name)) }
 
-    @Test("3 LEFT lamps with seeded defects: a defect gives NG with its reason, a good part OK; no arm faults")
+    @Test("2 LEFT lamps with seeded defects: a defect gives NG with its reason, a good part OK; no arm faults")
     func lampsWithDefects() throws {
         let sink = CollectingSink()
         let cell = try CellFixture(seed: 21, defectRate: 0.5, sinks: [sink])

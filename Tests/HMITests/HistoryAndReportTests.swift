@@ -4,6 +4,7 @@
 @testable import ControlAPI
 import ControlAPIClient
 import Foundation
+import NIOHTTP1
 import LampCellTestSupport
 import Ledger
 import Testing
@@ -156,6 +157,76 @@ struct HistoryAndReportTests {
         let second2 = try text(2)
         for words in ["Stop reasons", "emergencyStop", "10.0 min", "NG and scrap reasons", "leak_rate", "Cycle-time distribution", "300 lamps"] {
             #expect(second2.contains(words), "page 2 lacks '\(words)': \(second2)")
+        }
+    }
+}
+
+@Suite("Panel logins and sessions")
+struct PanelAccessTests {
+    /// A clock the test moves.
+    final class Clock: @unchecked Sendable {
+        private let lock = NSLock()
+        private var nanoseconds: UInt64 = 1_000_000_000
+        func now() -> UInt64 { lock.withLock { nanoseconds } }
+        func advance(seconds: UInt64) { lock.withLock { nanoseconds += seconds * 1_000_000_000 } }
+    }
+
+    @Test("a session ends after the idle time without a command; refused logins lock the name out for a while")
+    func sessionsExpireAndLoginsLockOut() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let hash = try OperatorAccounts.hash(password: "right")
+        try "# operators\n\(OperatorAccounts.line(name: "alice", hash: hash))\n".write(
+            toFile: directory + "/operators", atomically: true, encoding: .utf8)
+        let clock = Clock()
+        let access = PanelAccess(
+            configuration: PanelServerConfiguration(
+                address: "127.0.0.1", port: 1, operatorsFile: directory + "/operators", sessionIdleSeconds: 60),
+            clock: { clock.now() })
+        let (token, session) = try access.login(name: "alice", password: "right")
+        var headers = HTTPHeaders([("Cookie", "other=1; lampcell_session=\(token)"), ("X-CSRF-Token", session.csrfToken)])
+        guard case .success(let used) = access.authorize(headers) else {
+            Issue.record("a fresh session is refused")
+            return
+        }
+        #expect(used.operatorName == "alice")
+        clock.advance(seconds: 59)
+        #expect(access.session(headers) != nil, "59 s idle is within the 60 s")
+        clock.advance(seconds: 60)
+        guard case .failure(.noSession) = access.authorize(headers) else {
+            Issue.record("a session idle for 60 s still commands")
+            return
+        }
+        // A cross-site Origin is refused before the session is looked at.
+        let (fresh, freshSession) = try access.login(name: "alice", password: "right")
+        headers = HTTPHeaders([
+            ("Cookie", "lampcell_session=\(fresh)"), ("X-CSRF-Token", freshSession.csrfToken), ("Host", "10.0.0.5:8610"),
+            ("Origin", "http://evil.example"),
+        ])
+        guard case .failure(.crossSite) = access.authorize(headers) else {
+            Issue.record("a cross-site Origin was not refused")
+            return
+        }
+        headers.replaceOrAdd(name: "Origin", value: "http://10.0.0.5:8610")
+        guard case .success = access.authorize(headers) else {
+            Issue.record("the panel's own Origin was refused")
+            return
+        }
+        // Five wrong passwords lock the name out, even for the right one, until the lockout has passed.
+        for _ in 0..<5 { #expect(throws: OperatorAccountsError.self) { try access.login(name: "alice", password: "wrong") } }
+        #expect(throws: OperatorAccountsError.self) { try access.login(name: "alice", password: "right") }
+        clock.advance(seconds: 61)
+        #expect(throws: Never.self) { try access.login(name: "alice", password: "right") }
+    }
+
+    @Test("a bad operators file is refused naming its path and line")
+    func badOperatorsFile() {
+        #expect(throws: OperatorAccountsError.self) { try OperatorAccounts.parse("alice:$y$ok\nbob\n", path: "/etc/ops") }
+        do {
+            _ = try OperatorAccounts.parse("# x\n\nbob:notahash\n", path: "/etc/ops")
+            Issue.record("a line without a crypt(3) hash was accepted")
+        } catch {
+            #expect(error.description.hasPrefix("/etc/ops:3: the hash of 'bob'"), "\(error.description)")
         }
     }
 }

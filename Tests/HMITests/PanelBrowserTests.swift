@@ -198,6 +198,9 @@ struct PanelBrowserTests {
             #expect(refused, "login error: \(seen9)")
             #expect(try await browser.text("#operator-name") == "not logged in")
             #expect(try await cell.request("GET", "/v1/session").status == 401)
+            // Reading needs no login: the shift report the Alarms page's button opens.
+            let report = try await cell.request("GET", "/v1/report")
+            #expect(report.status == 200 && report.body.contains("Shift report · HL-CELL-01"), "\(report.status)")
         }
     }
 
