@@ -19,6 +19,8 @@ struct APIResponse {
     var headers: [(String, String)] = []
     /// Close the connection after this answer.
     var close = false
+    /// The panel's Content-Security-Policy for this answer, when not the panel's own (`PanelAssets.pagePolicy`).
+    var contentSecurityPolicy: String?
 
     static func json<T: Encodable>(_ status: HTTPResponseStatus, _ value: T) -> APIResponse {
         let encoder = JSONEncoder()
@@ -228,7 +230,9 @@ final class APIHandler: ChannelInboundHandler {
         headers.add(name: "Content-Length", value: String(response.body.count))
         headers.add(name: "Cache-Control", value: "no-store")
         for (name, value) in response.headers { headers.add(name: name, value: value) }
-        if isPanel { PanelAssets.addSecurityHeaders(&headers) }
+        if isPanel {
+            PanelAssets.addSecurityHeaders(&headers, contentSecurityPolicy: response.contentSecurityPolicy)
+        }
         headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
         let version = head?.version ?? .http1_1
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: response.status, headers: headers))), promise: nil)
@@ -267,8 +271,16 @@ final class APIHandler: ChannelInboundHandler {
             }
         }
 
-        if case .panel(let access, _) = caller, routePanel(segments, method: method, access: access, only: only) {
-            return
+        if case .panel(let access, _) = caller {
+            let host = request.headers.first(name: "host")
+            guard PanelAccess.isAllowedHost(host) else {
+                respond(
+                    .error(
+                        .misdirectedRequest, "misdirected_request",
+                        "the panel answers requests to its IP address or localhost, not to Host \(host ?? "(none)")"))
+                return
+            }
+            if routePanel(segments, method: method, access: access, only: only) { return }
         }
         switch segments {
         case ["v1", "status"]:
@@ -587,7 +599,7 @@ final class APIHandler: ChannelInboundHandler {
             respond(.error(.serviceUnavailable, "unavailable", "no event history is attached to the API"))
             return
         }
-        guard let (from, to) = window(items, defaultWindowHours: 8) else { return }
+        guard let (from, to) = window(items, defaultWindowHours: Self.defaultWindowHours) else { return }
         runBlocking {
             do {
                 let now = Int64(lampcell_realtime_ns())
@@ -607,7 +619,7 @@ final class APIHandler: ChannelInboundHandler {
                     active: try history.active().map(entry),
                     history: try history.events(
                         fromWallNanoseconds: Int64(from), toWallNanoseconds: Int64(to),
-                        kinds: [.alarm, .stop, .command, .login], limit: Self.alarmHistoryRows
+                        kinds: [.alarm, .stop, .command, .login], limit: Self.maximumHistoryRows
                     ).map(entry),
                     pareto: rows)
                 return .json(.ok, document)
@@ -618,8 +630,13 @@ final class APIHandler: ChannelInboundHandler {
     }
 
     /// History rows `GET /v1/alarms` returns at most (newest first).
-    static let alarmHistoryRows = 500
+    static let maximumHistoryRows = 500
+    /// The window of `/v1/alarms` and `/v1/report` without `from`: the last hours of a shift.
+    static let defaultWindowHours: UInt64 = 8
+    /// The longest window `/v1/report` reads (a month of lamps is about 100,000 ledger rows).
+    static let maximumReportWindowDays: UInt64 = 31
 
+    /// One history row as the API shows it; active alarms and stops last until `now` (wall ns). Any thread.
     static func historyEntry(_ event: CellEvent, now: Int64) -> HistoryEntry {
         HistoryEntry(
             kind: event.kind.rawValue, code: event.code, source: event.source, message: event.message,
@@ -634,11 +651,18 @@ final class APIHandler: ChannelInboundHandler {
             respond(.error(.serviceUnavailable, "unavailable", "no shift report source is attached to the API"))
             return
         }
-        guard let (from, to) = window(items, defaultWindowHours: 8) else { return }
+        guard let (from, to) = window(items, defaultWindowHours: Self.defaultWindowHours) else { return }
+        guard to - from <= Self.maximumReportWindowDays * 86_400_000_000_000 else {
+            respond(
+                .error(.badRequest, "bad_request", "a report covers at most \(Self.maximumReportWindowDays) days; ask for a shorter window"))
+            return
+        }
         runBlocking {
             do {
                 let html = try reports(from, to)
-                return APIResponse(status: .ok, contentType: "text/html; charset=utf-8", body: Array(html.utf8))
+                var response = APIResponse(status: .ok, contentType: "text/html; charset=utf-8", body: Array(html.utf8))
+                response.contentSecurityPolicy = PanelAssets.reportPolicy
+                return response
             } catch {
                 return .error(.serviceUnavailable, "unavailable", "shift report: \(error)")
             }
@@ -647,7 +671,8 @@ final class APIHandler: ChannelInboundHandler {
 
     // MARK: - Panel: assets and login (TCP only)
 
-    /// Routes what only the panel serves; returns false for the common API routes.
+    /// Routes what only the panel serves (its page, script and style; the login session); returns false for the
+    /// common API routes. Event loop.
     private func routePanel(
         _ segments: [String], method: HTTPMethod, access: PanelAccess, only: ([HTTPMethod], () -> Void) -> Void
     ) -> Bool {
@@ -725,10 +750,11 @@ final class APIHandler: ChannelInboundHandler {
             }
             let shared = self.shared
             let remote = peerDescription
+            guard case .panel(_, let address) = caller else { return }
             runBlocking {
                 let now = Int64(lampcell_realtime_ns())
                 do throws(OperatorAccountsError) {
-                    let (token, session) = try access.login(name: login.operator, password: login.password)
+                    let (token, session) = try access.login(name: login.operator, password: login.password, remote: address)
                     shared.logger.notice("API: operator \(login.operator) logged in (\(remote))")
                     shared.recordEvent(
                         CellEvent(

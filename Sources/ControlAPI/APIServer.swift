@@ -31,6 +31,7 @@ final class APIShared: Sendable {
     let reports: ShiftReportSource?
     private let pendingJobs = Atomic<Int>(0)
     private let connections = Atomic<Int>(0)
+    private let panelConnections = Atomic<Int>(0)
     private let answers = Mutex<[UInt: UInt64]>([:])
     private let watchEvents = Atomic<UInt64>(0)
 
@@ -76,6 +77,25 @@ final class APIShared: Sendable {
     }
 
     func connectionClosed() { connections.subtract(1, ordering: .relaxed) }
+
+    /// Counts a panel connection in if the panel's own cap (and the server's) allows it: the panel's clients
+    /// cannot take the connections the Unix socket's need.
+    func admitPanelConnection(maximum: Int) -> Bool {
+        if panelConnections.add(1, ordering: .relaxed).newValue > maximum {
+            panelConnections.subtract(1, ordering: .relaxed)
+            return false
+        }
+        guard admitConnection() else {
+            panelConnections.subtract(1, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+
+    func panelConnectionClosed() {
+        panelConnections.subtract(1, ordering: .relaxed)
+        connectionClosed()
+    }
 
     func beginBlockingJob() -> Bool {
         if pendingJobs.add(1, ordering: .relaxed).newValue > configuration.maximumPendingBlockingJobs {
@@ -259,12 +279,12 @@ public final class APIServer: @unchecked Sendable {
             .serverChannelOption(.backlog, value: 64)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [weak self] channel in
-                guard let self, shared.admitConnection() else { return channel.close() }
+                guard let self, shared.admitPanelConnection(maximum: panel.maximumConnections) else { return channel.close() }
                 let key = ObjectIdentifier(channel)
                 channels.withLock { $0[key] = channel }
                 channel.closeFuture.whenComplete { _ in
                     channels.withLock { _ = $0.removeValue(forKey: key) }
-                    shared.connectionClosed()
+                    shared.panelConnectionClosed()
                 }
                 let remote = channel.remoteAddress?.ipAddress ?? "unknown address"
                 return channel.eventLoop.makeCompletedFuture {

@@ -9,7 +9,8 @@ import Logging
 /// their wall times. Thread: one owner.
 ///
 /// What counts (docs/HMI.md):
-/// - an **alarm** per condition present in the document: a device's link not `ok`, a device's fault code, an arm's
+/// - an **alarm** per condition present in the document: a device's link disconnected or failing
+///   `linkAlarmConsecutiveFailures` exchanges in a row (one late reply in a VM stall is no alarm), a device's fault code, an arm's
 ///   e-stop or protective stop bit, the station's safety chain open, a material wait, the plant link's warning;
 /// - a **stop** from the moment a stop reason appears (abort, stop or hold) until the cell is in Execute again;
 /// - a **state** change.
@@ -31,17 +32,24 @@ struct AlarmTracker {
         case stateChanged(to: String, from: String)
     }
 
+    /// Failed exchanges in a row before a link that is still connected counts as an alarm: 100 ms at the 4 ms period.
+    static let linkAlarmConsecutiveFailures = 25
+
     private var activeAlarms: [String: Condition] = [:]
     private var activeStop: StatusDocument.StopReasonText?
     private var lastStopReason: StatusDocument.StopReasonText?
     private var lastState: String?
 
+    /// The pseudo-state of the time the daemon did not run: the first document changes from it, and the recorder
+    /// records it at stop, so that a report never counts an outage as the last state before it.
+    static let offlineState = "Offline"
+
     /// The changes `document` brings, in a stable order (ended before began).
     mutating func changes(_ document: StatusDocument) -> [Change] {
         var changes: [Change] = []
         let packml = document.packml
-        if let lastState, lastState != packml.state {
-            changes.append(.stateChanged(to: packml.state, from: lastState))
+        if lastState != packml.state {
+            changes.append(.stateChanged(to: packml.state, from: lastState ?? Self.offlineState))
         }
         lastState = packml.state
 
@@ -78,7 +86,9 @@ struct AlarmTracker {
     static func conditions(_ document: StatusDocument) -> [Condition] {
         var conditions: [Condition] = []
         for device in document.devices {
-            if device.link != "ok" {
+            if device.link == "disconnected"
+                || (device.link != "ok" && device.consecutiveFailures >= Self.linkAlarmConsecutiveFailures)
+            {
                 conditions.append(
                     Condition(
                         code: "\(device.name).link", source: device.name,
@@ -210,7 +220,12 @@ final class EventRecorder: @unchecked Sendable {
             }
         }
         do {
-            try history.endActive(atWallNanoseconds: Int64(lampcell_realtime_ns()))
+            let now = Int64(lampcell_realtime_ns())
+            try history.endActive(atWallNanoseconds: now)
+            try history.record(
+                CellEvent(
+                    kind: .state, code: AlarmTracker.offlineState, source: "cell", message: "the daemon stops",
+                    startedWallNanoseconds: now, endedWallNanoseconds: now))
         } catch {
             logger.error("events: \(error)")
         }

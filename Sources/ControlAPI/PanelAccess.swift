@@ -1,6 +1,7 @@
 import CRealtime
 import ControlAPIClient
 import Foundation
+import Glibc
 import NIOHTTP1
 import Synchronization
 
@@ -15,9 +16,14 @@ public struct PanelServerConfiguration: Sendable {
     public var sessionIdleSeconds: Int
     /// Sessions at most (the oldest ends when a login would pass it).
     public var maximumSessions = 64
-    /// Refused logins of one name within `loginLockoutSeconds` before further attempts are refused unchecked.
+    /// Login attempts from one remote address within `loginLockoutSeconds` that may fail before further attempts
+    /// from it are refused unchecked (by address, not by name: nobody can lock an operator out by trying their name).
     public var maximumFailedLogins = 5
     public var loginLockoutSeconds = 60
+    /// Remote addresses whose failed logins are remembered at most (the oldest are forgotten first).
+    public var maximumRememberedAddresses = 1024
+    /// Panel connections open at most (apart from the Unix socket's): the next one is closed at once.
+    public var maximumConnections = 64
 
     public init(address: String, port: Int, operatorsFile: String?, sessionIdleSeconds: Int) {
         self.address = address
@@ -41,6 +47,8 @@ final class PanelAccess: Sendable {
         var operatorName: String
         var csrfToken: String
         var lastUsedNanoseconds: UInt64
+        /// The operator's hash when the session opened: a new password or a removed operator ends it.
+        var passwordHash: String
     }
 
     /// Why a command from the panel is refused.
@@ -94,27 +102,42 @@ final class PanelAccess: Sendable {
 
     /// Checks a login; on success opens a session and returns its cookie token and the session. Hashes the
     /// password (tens of ms): blocking-job threads only. Throws a message for the operator on failure.
-    func login(name: String, password: String) throws(OperatorAccountsError) -> (token: String, session: Session) {
-        guard let accounts = try currentAccounts() else {
+    /// `remote` is the client's address: refused attempts are counted per address. Every attempt counts until it
+    /// succeeds, so parallel attempts cannot pass the limit.
+    func login(name: String, password: String, remote: String) throws(OperatorAccountsError) -> (token: String, session: Session) {
+        let accounts: OperatorAccounts?
+        do {
+            accounts = try currentAccounts()
+        } catch {
+            throw OperatorAccountsError("the panel's logins are not available now (the daemon's log says why)")
+        }
+        guard let accounts else {
             throw OperatorAccountsError("no operators file is configured ([panel] operators_file): the panel is read-only")
         }
+        guard OperatorAccounts.nameProblem(name) == nil else { throw OperatorAccountsError("unknown operator or wrong password") }
         let now = clock()
         let lockout = UInt64(configuration.loginLockoutSeconds) * 1_000_000_000
-        let recentFailures = failures.withLock { all -> Int in
-            all[name] = (all[name] ?? []).filter { now &- $0 < lockout }
-            return all[name]?.count ?? 0
+        let admitted = failures.withLock { all -> Bool in
+            var recent = (all[remote] ?? []).filter { now &- $0 < lockout }
+            guard recent.count < configuration.maximumFailedLogins else { return false }
+            recent.append(now)  // counted now, forgiven on success
+            all[remote] = recent
+            if all.count > configuration.maximumRememberedAddresses {
+                all = all.filter { !$0.value.isEmpty && now &- ($0.value.last ?? 0) < lockout }
+            }
+            return true
         }
-        guard recentFailures < configuration.maximumFailedLogins else {
+        guard admitted else {
             throw OperatorAccountsError(
-                "too many refused logins for '\(name)': try again in \(configuration.loginLockoutSeconds) s")
+                "too many refused logins from this address: try again in \(configuration.loginLockoutSeconds) s")
         }
-        guard accounts.verify(name: name, password: password) else {
-            failures.withLock { $0[name, default: []].append(now) }
+        guard accounts.verify(name: name, password: password), let hash = accounts.storedHash(of: name) else {
             throw OperatorAccountsError("unknown operator or wrong password")
         }
-        failures.withLock { $0[name] = nil }
+        failures.withLock { $0[remote] = nil }
         let token = Self.randomToken()
-        let session = Session(operatorName: name, csrfToken: Self.randomToken(), lastUsedNanoseconds: now)
+        let session = Session(
+            operatorName: name, csrfToken: Self.randomToken(), lastUsedNanoseconds: now, passwordHash: hash)
         sessions.withLock { all in
             all = all.filter { now &- $0.value.lastUsedNanoseconds < idleNanoseconds }
             if all.count >= configuration.maximumSessions,
@@ -150,16 +173,36 @@ final class PanelAccess: Sendable {
         }
         let loaded = try OperatorAccounts.load(path: path)
         accounts.withLock { $0 = (loaded, modified) }
+        // A removed operator or a new password ends the sessions opened before.
+        sessions.withLock { all in all = all.filter { loaded.storedHash(of: $0.value.operatorName) == $0.value.passwordHash } }
         return loaded
     }
 
-    /// True when `origin` (`http://host:port`) names the host the request was sent to.
+    /// True when `host` (the request's `Host`, with or without a port) is an IP address or `localhost`. A DNS name
+    /// is refused: a foreign site that rebinds its name to this address (DNS rebinding) sends its own name as Host.
+    static func isAllowedHost(_ host: String?) -> Bool {
+        guard let host, !host.isEmpty else { return false }
+        var name = Substring(host)
+        if name.hasPrefix("[") {  // [IPv6]:port
+            guard let close = name.firstIndex(of: "]") else { return false }
+            name = name[name.index(after: name.startIndex)..<close]
+        } else if let colon = name.lastIndex(of: ":") {
+            name = name[..<colon]
+        }
+        if name.lowercased() == "localhost" { return true }
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        return inet_pton(AF_INET, String(name), &v4) == 1 || inet_pton(AF_INET6, String(name), &v6) == 1
+    }
+
+    /// True when `origin` (`http://host:port`, or https behind a TLS proxy) names the host the request was sent to.
     static func sameOrigin(_ origin: String, host: String?) -> Bool {
         guard let host, let url = URLComponents(string: origin), let originHost = url.host else { return false }
         let originAuthority = url.port.map { "\(originHost):\($0)" } ?? originHost
-        return url.scheme == "http" && originAuthority.lowercased() == host.lowercased()
+        return (url.scheme == "http" || url.scheme == "https") && originAuthority.lowercased() == host.lowercased()
     }
 
+    /// The value of cookie `name` in a request's `Cookie` headers, if any.
     static func cookie(_ name: String, in headers: HTTPHeaders) -> String? {
         for header in headers[canonicalForm: "cookie"] {
             for pair in header.split(separator: ";") {

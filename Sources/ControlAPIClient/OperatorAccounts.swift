@@ -80,6 +80,9 @@ public struct OperatorAccounts: Sendable {
         return match && hashes[name] != nil
     }
 
+    /// The hash stored for `name`, or nil for an unknown name.
+    public func storedHash(of name: String) -> String? { hashes[name] }
+
     /// A new hash of `password` with a fresh random salt (yescrypt, the library's default cost).
     public static func hash(password: String) throws(OperatorAccountsError) -> String {
         guard password.utf8.count <= maximumPasswordBytes else {
@@ -107,7 +110,10 @@ public struct OperatorAccounts: Sendable {
         // crypt_data is ~32 KiB: on the heap, zeroed as crypt_r requires.
         let data = UnsafeMutableRawPointer.allocate(
             byteCount: MemoryLayout<crypt_data>.size, alignment: MemoryLayout<crypt_data>.alignment)
-        defer { data.deallocate() }
+        defer {
+            explicit_bzero(data, MemoryLayout<crypt_data>.size)  // the password passed through it
+            data.deallocate()
+        }
         memset(data, 0, MemoryLayout<crypt_data>.size)
         guard let result = crypt_r(password, setting, data.assumingMemoryBound(to: crypt_data.self)) else { return nil }
         let text = String(cString: result)

@@ -120,6 +120,7 @@ public final class EventHistory: Sendable {
                               ended_ns INTEGER
                             );
                             CREATE INDEX IF NOT EXISTS event_started ON event(started_ns);
+                            CREATE INDEX IF NOT EXISTS event_kind_started ON event(kind, started_ns);
                             CREATE INDEX IF NOT EXISTS event_open ON event(kind) WHERE ended_ns IS NULL;
                             """)
                 }
@@ -205,22 +206,41 @@ public final class EventHistory: Sendable {
     }
 
     /// Stop reasons in [`fromWallNanoseconds`, `toWallNanoseconds`), by downtime inside the window (longest first):
-    /// the Pareto of stop reasons. An active stop counts up to `nowWallNanoseconds`.
+    /// the Pareto of stop reasons. An active stop counts up to `nowWallNanoseconds`. Summed in SQL: no row limit.
     public func stopPareto(fromWallNanoseconds: Int64, toWallNanoseconds: Int64, nowWallNanoseconds: Int64) throws(LedgerError)
         -> [StopReasonTotal]
     {
-        let stops = try events(fromWallNanoseconds: fromWallNanoseconds, toWallNanoseconds: toWallNanoseconds, kinds: [.stop])
-        var totals: [String: StopReasonTotal] = [:]
-        for stop in stops.reversed() {
-            let start = max(stop.startedWallNanoseconds, fromWallNanoseconds)
-            let end = min(stop.endedWallNanoseconds ?? nowWallNanoseconds, toWallNanoseconds)
-            var total = totals[stop.code] ?? StopReasonTotal(code: stop.code, message: stop.message, stops: 0, downtimeSeconds: 0)
-            total.stops += 1
-            total.downtimeSeconds += Double(max(0, end - start)) / 1e9
-            total.message = stop.message
-            totals[stop.code] = total
+        let rows = try read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT code, COUNT(*) AS stops,
+                           SUM(max(0, min(coalesce(ended_ns, ?), ?) - max(started_ns, ?))) AS downtime,
+                           (SELECT message FROM event AS latest WHERE latest.kind = 'stop' AND latest.code = event.code
+                            ORDER BY started_ns DESC LIMIT 1) AS message
+                    FROM event WHERE kind = 'stop' AND started_ns < ? AND coalesce(ended_ns, ?) >= ?
+                    GROUP BY code
+                    """,
+                arguments: [
+                    nowWallNanoseconds, toWallNanoseconds, fromWallNanoseconds, toWallNanoseconds, Int64.max,
+                    fromWallNanoseconds,
+                ])
         }
-        return totals.values.sorted { ($0.downtimeSeconds, $1.code) > ($1.downtimeSeconds, $0.code) }
+        return rows.map { row in
+            StopReasonTotal(
+                code: row["code"], message: row["message"] ?? "", stops: row["stops"],
+                downtimeSeconds: Double(row["downtime"] as Int64? ?? 0) / 1e9)
+        }.sorted { ($0.downtimeSeconds, $1.code) > ($1.downtimeSeconds, $0.code) }
+    }
+
+    /// The state changes in [`fromWallNanoseconds`, `toWallNanoseconds`), oldest first, all of them (a report's
+    /// planned and run time).
+    public func stateChanges(fromWallNanoseconds: Int64, toWallNanoseconds: Int64) throws(LedgerError) -> [CellEvent] {
+        try read { db in
+            try CellEvent.fetchAll(
+                db, sql: "SELECT * FROM event WHERE kind = 'state' AND started_ns >= ? AND started_ns < ? ORDER BY started_ns, id",
+                arguments: [fromWallNanoseconds, toWallNanoseconds])
+        }
     }
 
     private func read<T>(_ body: (Database) throws -> T) throws(LedgerError) -> T {

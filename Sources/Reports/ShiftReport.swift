@@ -114,9 +114,8 @@ public struct ShiftReport: Sendable {
             if OEECalculator.isPlanned(current) { planned += span }
             if current == .execute { run += span }
         }
-        let changes = try events.events(
-            fromWallNanoseconds: fromWallNanoseconds, toWallNanoseconds: toWallNanoseconds, kinds: [.state])
-        for change in changes.reversed() {
+        // `Offline` (the daemon not running) is no PackML state: neither planned nor run.
+        for change in try events.stateChanges(fromWallNanoseconds: fromWallNanoseconds, toWallNanoseconds: toWallNanoseconds) {
             account(until: change.startedWallNanoseconds)
             state = change.code
             since = max(fromWallNanoseconds, change.startedWallNanoseconds)

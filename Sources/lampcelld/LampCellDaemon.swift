@@ -191,7 +191,7 @@ struct LampCellDaemon: ParsableCommand {
             api = try APIServer.start(
                 for: daemon, stationName: definition.station.name, lamps: lamps, plant: plant,
                 activatedFileDescriptor: activated,
-                extras: try PanelLink.extras(configuration: configuration, definition: definition, recipes: recipes, logger: logger),
+                extras: PanelLink.extras(configuration: configuration, definition: definition, recipes: recipes, logger: logger),
                 logger: logger)
         } catch {
             logger.error("\(error)")

@@ -12,10 +12,18 @@ import Reports
 /// What the daemon hands the API beyond status and commands: the alarm and event history beside the ledger, the
 /// cell's description, the shift report, and the operator panel when `[panel]` is configured. Main thread, at start.
 enum PanelLink {
+    /// A history that cannot be opened (a damaged file, a full disk) is an error in the log: the API and the panel
+    /// run on without `/v1/alarms` and the report's availability.
     static func extras(
         configuration: DaemonConfiguration, definition: CellDefinition, recipes: [Recipe], logger: Logger
-    ) throws -> APIExtras {
-        let events = try EventHistory(path: configuration.eventsPath)
+    ) -> APIExtras {
+        let events: EventHistory?
+        do {
+            events = try EventHistory(path: configuration.eventsPath)
+        } catch {
+            logger.error("events: \(error): no alarm and event history this run")
+            events = nil
+        }
         let description = CellDescription(
             cellID: definition.cellID,
             arms: definition.arms.map { arm in

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CellCore
+import ControlAPIClient
 import Foundation
 import Ledger
 
@@ -70,14 +71,13 @@ struct LedgerCommand: ParsableCommand {
             return found
         }
 
+        /// A time option parsed as the API parses its `from`/`to` (`RFC3339.wallNanoseconds`).
         static func nanoseconds(_ text: String, option: String) throws -> Int64 {
-            let formatter = ISO8601DateFormatter()
-            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-            let plain = ISO8601DateFormatter()
-            guard let date = formatter.date(from: text) ?? plain.date(from: text) else {
-                throw ValidationError("\(option) \(text): expected an ISO-8601 UTC time like 2026-11-28T08:00:00Z")
+            guard let nanoseconds = RFC3339.wallNanoseconds(text) else {
+                throw ValidationError(
+                    "\(option) \(text): expected an RFC 3339 time like 2026-11-28T08:00:00Z, a date (2026-11-28) or Unix seconds, 1970…2099")
             }
-            return Int64(date.timeIntervalSince1970 * 1e9)
+            return Int64(nanoseconds)
         }
     }
 

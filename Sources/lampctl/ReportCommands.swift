@@ -19,8 +19,9 @@ struct ReportCommand: ParsableCommand {
             directory. The PDF is printed by headless Chromium (Debian: apt install chromium).
             """)
 
-    /// Longest a PDF print may take.
+    /// Longest a PDF print may take, and how long Chromium then has to end after SIGTERM before SIGKILL.
     static let printTimeoutSeconds = 60.0
+    static let stopGraceSeconds = 5.0
 
     @Option(help: "The daemon's configuration (its state directory, cell and recipes).")
     var config = "/etc/lampcelld/lampcelld.toml"
@@ -93,7 +94,10 @@ struct ReportCommand: ParsableCommand {
                 "no Chromium found (chromium, chromium-browser, google-chrome) for the PDF: install it, give --chromium, or use --no-pdf")
         }
         let absolute = html.hasPrefix("/") ? html : FileManager.default.currentDirectoryPath + "/" + html
-        let profile = FileManager.default.temporaryDirectory.appendingPathComponent("lampctl-chromium-\(getpid())").path
+        // A fresh private profile folder (mkdtemp: no other user can make it first).
+        var template = Array((FileManager.default.temporaryDirectory.path + "/lampctl-chromium-XXXXXX").utf8CString)
+        guard let made = mkdtemp(&template) else { throw ValidationError("cannot make a temporary folder for Chromium") }
+        let profile = String(cString: made)
         defer { try? FileManager.default.removeItem(atPath: profile) }
         try? FileManager.default.removeItem(atPath: pdf)
         var arguments = [
@@ -116,6 +120,10 @@ struct ReportCommand: ParsableCommand {
         while process.isRunning, Date() < deadline { usleep(50_000) }
         if process.isRunning {
             process.terminate()
+            let grace = Date().addingTimeInterval(Self.stopGraceSeconds)
+            while process.isRunning, Date() < grace { usleep(50_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
             throw ValidationError("\(executable) did not print \(pdf) within \(Int(Self.printTimeoutSeconds)) s")
         }
         guard process.terminationStatus == 0, FileManager.default.fileExists(atPath: pdf) else {
@@ -171,15 +179,23 @@ struct OperatorCommand: ParsableCommand {
                     throw ValidationError(error.description)
                 }
                 lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-                lines.removeAll { $0.hasPrefix(name + ":") }
+                // The parser trims each line: so does the match, or an indented old line would stay as a duplicate.
+                lines.removeAll { $0.trimmingCharacters(in: .whitespaces).hasPrefix(name + ":") }
                 while lines.last == "" { lines.removeLast() }
             }
             lines.append(OperatorAccounts.line(name: name, hash: hash))
+            // Written beside, flushed to disk, then renamed over the file: a crash leaves the old file or the new.
             let temporary = file + ".new"
-            guard FileManager.default.createFile(
-                atPath: temporary, contents: Data((lines.joined(separator: "\n") + "\n").utf8),
-                attributes: [.posixPermissions: 0o600])
-            else { throw ValidationError("\(temporary): cannot write") }
+            let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard descriptor >= 0 else { throw ValidationError("\(temporary): cannot write (errno \(errno))") }
+            let bytes = Array((lines.joined(separator: "\n") + "\n").utf8)
+            let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+            let synced = fsync(descriptor)
+            close(descriptor)
+            guard written == bytes.count, synced == 0 else {
+                unlink(temporary)
+                throw ValidationError("\(temporary): cannot write (errno \(errno))")
+            }
             guard rename(temporary, file) == 0 else { throw ValidationError("\(file): cannot replace (errno \(errno))") }
             print("operator \(name) written to \(file)")
         }

@@ -35,7 +35,7 @@ struct HistoryAndReportTests {
         let estop = StatusDocument.StopReasonText(
             code: 4, kind: "emergencyStop", message: "emergency stop pressed", action: "abort", inState: "Execute",
             device: "station")
-        #expect(tracker.changes(try document(state: "Execute")).isEmpty)
+        #expect(tracker.changes(try document(state: "Execute")) == [.stateChanged(to: "Execute", from: "Offline")])
         let pressed = tracker.changes(try document(state: "Aborting", stop: estop, safe: false))
         #expect(pressed.contains(.stateChanged(to: "Aborting", from: "Execute")))
         #expect(pressed.contains { if case .stopBegan(let c) = $0 { c.code == "emergencyStop" && c.source == "station" } else { false } })
@@ -45,6 +45,14 @@ struct HistoryAndReportTests {
         #expect(tracker.changes(try document(state: "Stopped", stop: estop)) == [.stateChanged(to: "Stopped", from: "Aborted")])
         #expect(tracker.changes(try document(state: "Idle")) == [.stateChanged(to: "Idle", from: "Stopped")])
         #expect(tracker.changes(try document(state: "Execute")) == [.stateChanged(to: "Execute", from: "Idle"), .stopEnded])
+        // One late reply (a VM stall) is no alarm; a link failing exchange after exchange is.
+        var late = try document(state: "Execute")
+        late.devices[0].link = "timeout"
+        late.devices[0].consecutiveFailures = 1
+        #expect(tracker.changes(late).isEmpty)
+        late.devices[0].consecutiveFailures = UInt32(AlarmTracker.linkAlarmConsecutiveFailures)
+        let lost = tracker.changes(late)
+        #expect(lost.count == 1 && lost.allSatisfy { if case .alarmBegan(let c) = $0 { c.code == "\(late.devices[0].name).link" } else { false } }, "\(lost)")
     }
 
     @Test("the history: alarms end, active ones are listed, the Pareto adds downtime inside the window, restart ends what was left open")
@@ -183,7 +191,7 @@ struct PanelAccessTests {
             configuration: PanelServerConfiguration(
                 address: "127.0.0.1", port: 1, operatorsFile: directory + "/operators", sessionIdleSeconds: 60),
             clock: { clock.now() })
-        let (token, session) = try access.login(name: "alice", password: "right")
+        let (token, session) = try access.login(name: "alice", password: "right", remote: "10.0.0.9")
         var headers = HTTPHeaders([("Cookie", "other=1; lampcell_session=\(token)"), ("X-CSRF-Token", session.csrfToken)])
         guard case .success(let used) = access.authorize(headers) else {
             Issue.record("a fresh session is refused")
@@ -198,7 +206,7 @@ struct PanelAccessTests {
             return
         }
         // A cross-site Origin is refused before the session is looked at.
-        let (fresh, freshSession) = try access.login(name: "alice", password: "right")
+        let (fresh, freshSession) = try access.login(name: "alice", password: "right", remote: "10.0.0.9")
         headers = HTTPHeaders([
             ("Cookie", "lampcell_session=\(fresh)"), ("X-CSRF-Token", freshSession.csrfToken), ("Host", "10.0.0.5:8610"),
             ("Origin", "http://evil.example"),
@@ -212,11 +220,34 @@ struct PanelAccessTests {
             Issue.record("the panel's own Origin was refused")
             return
         }
-        // Five wrong passwords lock the name out, even for the right one, until the lockout has passed.
-        for _ in 0..<5 { #expect(throws: OperatorAccountsError.self) { try access.login(name: "alice", password: "wrong") } }
-        #expect(throws: OperatorAccountsError.self) { try access.login(name: "alice", password: "right") }
+        // Five refused logins from one address lock that address out, even with the right password, until the
+        // lockout has passed; another address may still log in (nobody locks an operator out by their name).
+        for _ in 0..<5 { #expect(throws: OperatorAccountsError.self) { try access.login(name: "alice", password: "wrong", remote: "10.0.0.9") } }
+        #expect(throws: OperatorAccountsError.self) { try access.login(name: "alice", password: "right", remote: "10.0.0.9") }
+        #expect(throws: Never.self) { try access.login(name: "alice", password: "right", remote: "10.0.0.7") }
         clock.advance(seconds: 61)
-        #expect(throws: Never.self) { try access.login(name: "alice", password: "right") }
+        #expect(throws: Never.self) { try access.login(name: "alice", password: "right", remote: "10.0.0.9") }
+        // A new password ends the sessions opened with the old one.
+        let (kept, keptSession) = try access.login(name: "alice", password: "right", remote: "10.0.0.9")
+        let newHash = try OperatorAccounts.hash(password: "new")
+        try "\(OperatorAccounts.line(name: "alice", hash: newHash))\n".write(
+            toFile: directory + "/operators", atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes(
+            [.modificationDate: Date().addingTimeInterval(5)], ofItemAtPath: directory + "/operators")
+        #expect(throws: OperatorAccountsError.self) { try access.login(name: "alice", password: "right", remote: "10.0.0.8") }
+        let old = HTTPHeaders([("Cookie", "lampcell_session=\(kept)"), ("X-CSRF-Token", keptSession.csrfToken)])
+        #expect(access.session(old) == nil, "a session of the old password still commands")
+    }
+
+    @Test("the panel answers only to an IP address or localhost as Host (no DNS rebinding)")
+    func hostsAllowed() {
+        for host in ["127.0.0.1:8610", "10.1.2.3", "[::1]:8610", "localhost:8610", "LOCALHOST"] {
+            #expect(PanelAccess.isAllowedHost(host), "\(host)")
+        }
+        for host in ["evil.example:8610", "127.0.0.1.nip.io", "", "[::1", "panel"] {
+            #expect(!PanelAccess.isAllowedHost(host), "\(host)")
+        }
+        #expect(!PanelAccess.isAllowedHost(nil))
     }
 
     @Test("a bad operators file is refused naming its path and line")

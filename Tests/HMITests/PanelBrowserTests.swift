@@ -34,6 +34,15 @@ private func withPanel(_ body: (PanelCell, WebDriver) async throws -> Void) asyn
     cell.stop()
 }
 
+/// A screenshot of the page as it is, checked to be a PNG of some size, into LAMPCELL_HMI_SCREENSHOTS (docs/hmi) when
+/// set, else the cell's folder.
+private func saveScreenshot(_ browser: WebDriver, _ cell: PanelCell, _ name: String) async throws {
+    let folder = ProcessInfo.processInfo.environment["LAMPCELL_HMI_SCREENSHOTS"] ?? cell.directory
+    let png = try await browser.screenshot()
+    #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]) && png.count > 20_000, "\(name): \(png.count) bytes")
+    try png.write(to: URL(fileURLWithPath: "\(folder)/\(name).png"))
+}
+
 /// Logs in through the panel's dialog.
 private func logIn(_ browser: WebDriver, password: String = PanelCell.password) async throws {
     try await browser.click("#login-button")
@@ -76,7 +85,6 @@ struct PanelBrowserTests {
                 "return Array.from(document.querySelectorAll('#command-buttons button')).filter(b => !b.disabled).length;")
             #expect(enabled as? Int == 0)
             // Every page renders, and its screenshot is taken (into LAMPCELL_HMI_SCREENSHOTS when set: docs/hmi).
-            let folder = ProcessInfo.processInfo.environment["LAMPCELL_HMI_SCREENSHOTS"] ?? cell.directory
             for page in ["overview", "devices", "alarms", "lamps"] {
                 try await browser.navigate(cell.url + "/hmi/#" + page)
                 let visible = try await browser.waitFor(seconds: 5) {
@@ -90,9 +98,7 @@ struct PanelBrowserTests {
                     }
                     #expect(cards, "the devices page has no card per device")
                 }
-                let png = try await browser.screenshot()
-                #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]) && png.count > 20_000, "\(page): \(png.count) bytes")
-                try png.write(to: URL(fileURLWithPath: "\(folder)/\(page).png"))
+                try await saveScreenshot(browser, cell, page)
             }
         }
     }
@@ -122,6 +128,18 @@ struct PanelBrowserTests {
             let seen4 = (try? await browser.text("#command-result")) ?? ""
             try #require(reachedExecute, "no Execute: \(seen4)")
 
+            // docs/hmi: with LAMPCELL_HMI_SHOWCASE_LAMPS=N the screenshots wait for N lamps (a trend to show).
+            let showcaseLamps = Int(ProcessInfo.processInfo.environment["LAMPCELL_HMI_SHOWCASE_LAMPS"] ?? "") ?? 0
+            if showcaseLamps > 0 {
+                let made = try await browser.waitFor(seconds: Double(showcaseLamps) * 60) {
+                    try await cell.status().counts.lampsFinished >= UInt64(showcaseLamps)
+                }
+                try #require(made, "the showcase's \(showcaseLamps) lamps were not made")
+                try await browser.navigate(cell.url + "/hmi/#overview")
+                _ = try await browser.waitFor(seconds: 5) { try await browser.text("#live") == "live" }
+                try await saveScreenshot(browser, cell, "overview")
+            }
+
             try cell.inject("estop press")
             let pressed = Date()
             let shown = try await browser.waitFor(seconds: 1) {
@@ -139,6 +157,7 @@ struct PanelBrowserTests {
             }
             let seen6 = (try? await browser.text("#stop-remedy")) ?? ""
             #expect(remedy, "remedy: \(seen6)")
+            try await saveScreenshot(browser, cell, "overview-estop")
             // Start is not offered while aborted.
             #expect(try await browser.script("return document.getElementById('command-start').disabled;") as? Bool == true)
             print("panel: e-stop shown \(String(format: "%.0f", latencySeconds * 1000)) ms after the press")
@@ -162,6 +181,13 @@ struct PanelBrowserTests {
             }
             let seen8 = (try? await browser.text("#alarms-history")) ?? ""
             #expect(listed, "history: \(seen8)")
+            try await saveScreenshot(browser, cell, "alarms")
+            if let serial = try await cell.status().lastLamp?.serial {
+                try await browser.navigate(cell.url + "/hmi/#lamps/" + serial)
+                let found = try await browser.waitFor(seconds: 5) { try await browser.text("#lamp-detail-title")?.hasPrefix(serial) == true }
+                #expect(found, "the lamp link #lamps/\(serial) found nothing")
+                try await saveScreenshot(browser, cell, "lamps")
+            }
             let history = try EventHistory(path: cell.eventsPath, readOnly: true)
             let stops = try history.events(fromWallNanoseconds: 0, toWallNanoseconds: .max, kinds: [.stop])
             let estop = stops.first { $0.code == "emergencyStop" }

@@ -169,27 +169,6 @@ final class WebDriver {
     }
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, read, closed).
-func freeLoopbackPort() throws -> Int {
-    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard descriptor >= 0 else { throw WebDriver.Failure(description: "socket: errno \(errno)") }
-    defer { close(descriptor) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) }
-    }
-    guard bound == 0 else { throw WebDriver.Failure(description: "bind: errno \(errno)") }
-    let named = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
-    }
-    guard named == 0 else { throw WebDriver.Failure(description: "getsockname: errno \(errno)") }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
-
 /// A blocking HTTP/1.1 exchange with 127.0.0.1:`port`: the answer's status and body (read to its Content-Length).
 /// Throws on a connection failure or a timeout. The tests' only HTTP client: URLSession on Linux refuses
 /// chromedriver's header lines and spun in its multi-handle loop here.

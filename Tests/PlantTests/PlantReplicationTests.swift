@@ -282,27 +282,9 @@ enum LedgerTampering {
 
 @Suite("Plant database: TLS")
 struct PlantTLSTests {
-    /// A free loopback TCP port (bound, read, released).
-    static func freePort() throws -> Int {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(descriptor) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                bind(descriptor, pointer, length) == 0 && getsockname(descriptor, pointer, &length) == 0
-            }
-        }
-        guard bound else { throw LocalPostgresServer.LocalServerError("no free port: errno \(errno)") }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
     @Test("tls = true with ca_file: encrypted and the server authenticated; a wrong CA is refused; tls = false is clear text")
     func tlsOnAndOff() throws {
-        let server = try LocalPostgresServer(tlsPort: try Self.freePort())
+        let server = try LocalPostgresServer(tlsPort: try freeLoopbackPort())
         let port = try #require(server.tlsPort)
         func connection(tls: Bool, caFile: String?) throws -> PostgresConnection {
             try PostgresConnection(

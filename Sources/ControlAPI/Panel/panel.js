@@ -7,6 +7,8 @@ const SVG = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
 const COMMANDS = ["start", "stop", "hold", "unhold", "suspend", "unsuspend", "reset", "clear", "abort"];
 const MODES = ["production", "maintenance", "manual"];
+/// How often the alarm count (and the Alarms page) is read again.
+const ALARM_POLL_MILLISECONDS = 2000;
 
 const panel = { status: null, cell: null, session: null, lastSerial: null, idleTimer: null };
 
@@ -354,7 +356,7 @@ function renderPareto(rows) {
 // --- Lamps -------------------------------------------------------------------------------------------------------
 
 async function searchLamps(event) {
-  event.preventDefault();
+  if (event) event.preventDefault();
   const query = $("lamp-query").value.trim();
   const rows = clear($("lamp-rows"));
   $("lamp-detail").hidden = true;
@@ -383,10 +385,18 @@ function showLamp(lamp) {
   $("lamp-detail-title").textContent = lamp.serial + " · " + lamp.verdict;
   $("lamp-detail-text").textContent = "recipe " + lamp.recipe + ", order " + lamp.orderID + ", lots " + lamp.lots.housing + " / "
     + lamp.lots.ledModule + " / " + lamp.lots.lens + (lamp.scrapReason ? ", scrapped: " + lamp.scrapReason : "");
+  // The window each measurement was judged against, as the ledger recorded it with the lamp; the recipe's
+  // current window only for a lamp recorded without one.
   const recipe = panel.cell ? panel.cell.recipes.find((item) => item.id === lamp.recipe) : null;
   const chart = clear($("lamp-measurements"));
   lamp.measurements.forEach((measurement, index) => {
-    const window = recipe ? recipe.windows.find((item) => item.name === measurement.name) : null;
+    const recorded = measurement.minimum !== undefined || measurement.maximum !== undefined;
+    const current = recipe ? recipe.windows.find((item) => item.name === measurement.name) : null;
+    const window = recorded
+      ? { // a one-sided window is drawn from 0, or to half again its bound
+          minimum: measurement.minimum ?? Math.min(0, measurement.value),
+          maximum: measurement.maximum ?? Math.max(measurement.value, measurement.minimum * 1.5) }
+      : current;
     const y = 10 + index * 38, left = 230, width = 480;
     chart.append(svg("text", { x: 4, y: y + 16, class: "small" }, measurement.name));
     if (window) {
@@ -405,14 +415,19 @@ function showLamp(lamp) {
 
 // --- Pages, watch, start -----------------------------------------------------------------------------------------
 
+/// Pages by their hash: #overview, #devices, #alarms, #lamps; #lamps/QUERY searches a serial or lot at once (a
+/// link to a lamp).
 function showPage() {
-  const page = (location.hash || "#overview").slice(1);
-  for (const name of ["overview", "devices", "alarms", "lamps"]) {
+  const pages = ["overview", "devices", "alarms", "lamps"];
+  let [page, query] = (location.hash || "#overview").slice(1).split("/");
+  if (!pages.includes(page)) page = "overview";
+  for (const name of pages) {
     $("page-" + name).hidden = name !== page;
     $("nav-" + name).classList.toggle("current", name === page);
   }
   if (page === "alarms") loadAlarms();
   if (page === "devices" && panel.status) renderDevices(panel.status);
+  if (page === "lamps" && query) { $("lamp-query").value = decodeURIComponent(query); searchLamps(); }
 }
 
 function render(status) {
@@ -454,7 +469,7 @@ async function start() {
   const session = await api("GET", "/v1/session");
   setSession(session.ok ? session.body : null);
   showPage();
-  setInterval(() => { if (!$("page-alarms").hidden) loadAlarms(); else refreshAlarmCount(); }, 2000);
+  setInterval(() => { if (!$("page-alarms").hidden) loadAlarms(); else refreshAlarmCount(); }, ALARM_POLL_MILLISECONDS);
   watch();
 }
 
