@@ -527,7 +527,7 @@ final class APIHandler: ChannelInboundHandler {
                     respond(
                         .error(
                             .badRequest, "bad_request",
-                            "query parameter '\(item.name)' is \(value); expected RFC 3339 (2026-11-28T09:00:00Z), a date or Unix seconds"))
+                            "query parameter '\(item.name)' is \(value); expected RFC 3339 (2026-11-28T09:00:00Z), a date or Unix seconds, 1970…2099"))
                     return
                 }
                 if item.name == "from" { query.fromWallNanoseconds = time } else { query.toWallNanoseconds = time }
@@ -582,7 +582,7 @@ final class APIHandler: ChannelInboundHandler {
                 respond(
                     .error(
                         .badRequest, "bad_request",
-                        "query parameter '\(item.name)' is \(item.value ?? ""); expected RFC 3339 (2026-11-28T09:00:00Z), a date or Unix seconds"))
+                        "query parameter '\(item.name)' is \(item.value ?? ""); expected RFC 3339 (2026-11-28T09:00:00Z), a date or Unix seconds, 1970…2099"))
                 return nil
             }
             if item.name == "from" { from = time } else { to = time }
