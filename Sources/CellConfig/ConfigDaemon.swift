@@ -2,7 +2,6 @@
 // docs/CONFIGURATION.md and the commented default in Systemd/lampcelld.toml).
 
 import CellCore
-import Glibc
 
 /// The daemon's configuration: which cell and recipes, where state and sockets live, the control loop's timing.
 /// Relative paths are resolved against the directory of the configuration file.
@@ -298,7 +297,7 @@ public struct PanelConfiguration: Sendable, Equatable {
     static func load(_ table: ConfigTable, resolve: (String) -> String) throws(ConfigError) -> PanelConfiguration {
         try table.rejectUnknownKeys(allowed: ["address", "port", "operators_file", "session_idle_minutes"])
         let address = try table.entries["address"] == nil ? defaultAddress : table.string("address")
-        guard Self.isNumericAddress(address) else {
+        guard NumericAddress.isValid(address) else {
             throw table.error(
                 table.path.key("address"), .invalidValue,
                 "\(address) is not an IPv4 or IPv6 address (e.g. 127.0.0.1, 0.0.0.0, ::1)")
@@ -322,12 +321,5 @@ public struct PanelConfiguration: Sendable, Equatable {
             operators = resolve(file)
         }
         return PanelConfiguration(address: address, port: port, operatorsFile: operators, sessionIdleMinutes: idle)
-    }
-
-    /// True for a numeric IPv4 or IPv6 address (no host names: the panel binds before any resolver is trusted).
-    static func isNumericAddress(_ text: String) -> Bool {
-        var v4 = in_addr()
-        var v6 = in6_addr()
-        return inet_pton(AF_INET, text, &v4) == 1 || inet_pton(AF_INET6, text, &v6) == 1
     }
 }

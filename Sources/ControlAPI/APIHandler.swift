@@ -339,6 +339,12 @@ final class APIHandler: ChannelInboundHandler {
         }
     }
 
+    /// Answers 403 to a request a page of another site sent (`origin`), and logs it.
+    private func refuseCrossSite(_ origin: String) {
+        shared.logger.warning("API: cross-site request from \(origin) refused (\(peerDescription))")
+        respond(.error(.forbidden, "forbidden", "cross-site request refused: Origin \(origin) is not this panel"))
+    }
+
     /// Runs `body` with the name of who commands when the caller may command the cell; answers 401/403 else.
     private func authorized(_ body: (String) -> Void) {
         if case .panel(let access, let remote) = caller {
@@ -346,8 +352,7 @@ final class APIHandler: ChannelInboundHandler {
             case .success(let session):
                 body("\(session.operatorName) (panel \(remote))")
             case .failure(.crossSite(let origin)):
-                shared.logger.warning("API: cross-site request from \(origin) refused (\(peerDescription))")
-                respond(.error(.forbidden, "forbidden", "cross-site request refused: Origin \(origin) is not this panel"))
+                refuseCrossSite(origin)
             case .failure(.noSession):
                 respond(
                     .error(
@@ -523,13 +528,7 @@ final class APIHandler: ChannelInboundHandler {
                 }
                 query.lot = lot
             case "from", "to":
-                guard let time = RFC3339.wallNanoseconds(value) else {
-                    respond(
-                        .error(
-                            .badRequest, "bad_request",
-                            "query parameter '\(item.name)' is \(value); expected RFC 3339 (2026-11-28T09:00:00Z), a date or Unix seconds, 1970…2099"))
-                    return
-                }
+                guard let time = time(item) else { return }
                 if item.name == "from" { query.fromWallNanoseconds = time } else { query.toWallNanoseconds = time }
             case "verdict":
                 guard let verdict = [LampVerdict.ok, .ng, .scrapped].first(where: { $0.name == value.uppercased() }) else {
@@ -567,6 +566,16 @@ final class APIHandler: ChannelInboundHandler {
 
     // MARK: - Alarm history and the shift report (blocking: thread pool)
 
+    /// A time query parameter (`from`, `to`) in wall ns; answers 400 naming it and returns nil when it is none.
+    private func time(_ item: URLQueryItem) -> UInt64? {
+        if let time = RFC3339.wallNanoseconds(item.value ?? "") { return time }
+        respond(
+            .error(
+                .badRequest, "bad_request",
+                "query parameter '\(item.name)' is \(item.value ?? ""); expected RFC 3339 (2026-11-28T09:00:00Z), a date or Unix seconds, 1970…2099"))
+        return nil
+    }
+
     /// The window of `from`/`to` query parameters (RFC 3339, a date or Unix seconds); by default the last
     /// `defaultWindowHours` up to now. Answers 400 and returns nil on a bad parameter.
     private func window(_ items: [URLQueryItem], defaultWindowHours: UInt64) -> (from: UInt64, to: UInt64)? {
@@ -578,13 +587,7 @@ final class APIHandler: ChannelInboundHandler {
                 respond(.error(.badRequest, "bad_request", "unknown query parameter '\(item.name)'; known: from, to"))
                 return nil
             }
-            guard let time = RFC3339.wallNanoseconds(item.value ?? "") else {
-                respond(
-                    .error(
-                        .badRequest, "bad_request",
-                        "query parameter '\(item.name)' is \(item.value ?? ""); expected RFC 3339 (2026-11-28T09:00:00Z), a date or Unix seconds, 1970…2099"))
-                return nil
-            }
+            guard let time = time(item) else { return nil }
             if item.name == "from" { from = time } else { to = time }
         }
         guard from < to else {
@@ -713,8 +716,8 @@ final class APIHandler: ChannelInboundHandler {
                     .ok,
                     SessionBody(operator: session.operatorName, csrfToken: session.csrfToken, idleTimeoutSeconds: idleSeconds)))
         case .DELETE:
-            if let origin = headers.first(name: "origin"), !PanelAccess.sameOrigin(origin, host: headers.first(name: "host")) {
-                respond(.error(.forbidden, "forbidden", "cross-site request refused: Origin \(origin) is not this panel"))
+            if let origin = PanelAccess.foreignOrigin(headers) {
+                refuseCrossSite(origin)
                 return
             }
             if let name = access.logout(headers) {
@@ -737,8 +740,8 @@ final class APIHandler: ChannelInboundHandler {
                 respond(response)
             }
         default:
-            if let origin = headers.first(name: "origin"), !PanelAccess.sameOrigin(origin, host: headers.first(name: "host")) {
-                respond(.error(.forbidden, "forbidden", "cross-site request refused: Origin \(origin) is not this panel"))
+            if let origin = PanelAccess.foreignOrigin(headers) {
+                refuseCrossSite(origin)
                 return
             }
             let login: LoginRequestBody

@@ -1,7 +1,7 @@
 import CRealtime
+import CellCore
 import ControlAPIClient
 import Foundation
-import Glibc
 import NIOHTTP1
 import Synchronization
 
@@ -90,9 +90,7 @@ final class PanelAccess: Sendable {
 
     /// Checks a state-changing request: same origin, an open session, and its CSRF token. Returns the operator.
     func authorize(_ headers: HTTPHeaders) -> Result<Session, Refusal> {
-        if let origin = headers.first(name: "origin"), !Self.sameOrigin(origin, host: headers.first(name: "host")) {
-            return .failure(.crossSite(origin: origin))
-        }
+        if let origin = Self.foreignOrigin(headers) { return .failure(.crossSite(origin: origin)) }
         guard let session = session(headers) else { return .failure(.noSession) }
         guard let token = headers.first(name: Self.csrfHeader),
             OperatorAccounts.constantTimeEqual(Array(token.utf8), Array(session.csrfToken.utf8))
@@ -189,10 +187,14 @@ final class PanelAccess: Sendable {
         } else if let colon = name.lastIndex(of: ":") {
             name = name[..<colon]
         }
-        if name.lowercased() == "localhost" { return true }
-        var v4 = in_addr()
-        var v6 = in6_addr()
-        return inet_pton(AF_INET, String(name), &v4) == 1 || inet_pton(AF_INET6, String(name), &v6) == 1
+        return name.lowercased() == "localhost" || NumericAddress.isValid(String(name))
+    }
+
+    /// The request's `Origin` when it names another site than the one the request was sent to; nil for a
+    /// same-origin request or one without `Origin` (not sent by a browser's cross-site form or script).
+    static func foreignOrigin(_ headers: HTTPHeaders) -> String? {
+        guard let origin = headers.first(name: "origin") else { return nil }
+        return sameOrigin(origin, host: headers.first(name: "host")) ? nil : origin
     }
 
     /// True when `origin` (`http://host:port`, or https behind a TLS proxy) names the host the request was sent to.

@@ -212,12 +212,12 @@ struct StatusBuilder: Sendable {
     static func remedy(_ reason: StatusDocument.StopReasonText, state: PackMLState) -> String? {
         let next: String
         switch state {
-        case .aborted: next = "then Clear"
-        case .stopped: next = "then Reset"
-        case .idle: next = "then Start"
-        case .held: next = "then Unhold"
-        case .complete: next = "then Reset for the next order"
-        case .aborting, .stopping, .holding, .clearing, .resetting: next = "wait for the cell to settle"
+        case .aborted: next = ", then Clear"
+        case .stopped: next = ", then Reset"
+        case .idle: next = ", then Start"
+        case .held: next = ", then Unhold"
+        case .complete: next = ", then Reset for the next order"
+        case .aborting, .stopping, .holding, .clearing, .resetting: next = "; wait for the cell to settle"
         default: return nil
         }
         let device = reason.device ?? "a device"
@@ -234,7 +234,7 @@ struct StatusBuilder: Sendable {
         case "operatorAbort": fix = "Aborted by an Abort command"
         default: fix = reason.message
         }
-        return next.hasPrefix("wait") ? "\(fix); \(next)" : "\(fix), \(next)"
+        return fix + next
     }
 
     static func name(_ state: DeviceLinkState) -> String {

@@ -75,7 +75,7 @@ public struct ShiftReport: Sendable {
         filter.endedAtOrAfterWallNanoseconds = fromWallNanoseconds
         filter.endedBeforeWallNanoseconds = toWallNanoseconds
         try ledger.forEachEntry(matching: filter) { entry in
-            let hour = max(0, (hourStarts.lastIndex { $0 <= entry.endWallNanoseconds } ?? 0))
+            let hour = hourStarts.lastIndex { $0 <= entry.endWallNanoseconds } ?? 0
             switch entry.verdict {
             case "OK":
                 report.ok += 1
