@@ -108,7 +108,8 @@ struct WatchdogTests {
         #expect(waitUntil(timeoutSeconds: 5) { sink.times(of: "WATCHDOG=1").contains { $0 > resumed } })
         let firstAfter = sink.times(of: "WATCHDOG=1").first { $0 > resumed } ?? 0
         #expect(firstAfter - resumed < timeoutNanoseconds / 2, "resumed after \(firstAfter - resumed) ns")
-        #expect(!watchdog.isStalled)
+        // The watchdog thread pings first, then clears its stall flag and reports the recovery; wait for both.
+        #expect(waitUntil(timeoutSeconds: 5) { !watchdog.isStalled && events.all.count >= 2 })
         let eventTexts = events.all.map(\.text)
         #expect(eventTexts.count == 2)
         #expect(eventTexts.first?.hasPrefix("stalled") == true)
