@@ -191,7 +191,9 @@ public final class Ledger: Sendable {
     }
 
     static func head(_ db: Database) throws -> Checkpoint {
-        guard let row = try Row.fetchOne(db, sql: "SELECT position, hash, serial FROM lamp ORDER BY position DESC LIMIT 1")
+        // Cached: the writer asks for the head on every append, and compiling a statement costs more than running it.
+        let statement = try db.cachedStatement(sql: "SELECT position, hash, serial FROM lamp ORDER BY position DESC LIMIT 1")
+        guard let row = try Row.fetchOne(statement)
         else { return .genesis }
         return Checkpoint(
             count: try row.decode(atIndex: 0), headHash: try row.decode(atIndex: 1), headSerial: try row.decode(atIndex: 2))

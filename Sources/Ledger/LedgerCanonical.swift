@@ -15,56 +15,88 @@ public enum LedgerCanonical {
     /// lines in a fixed order, texts escaped, integers in decimal, reals as C `%.17g`. `prevHash` and `hash`
     /// are not part of it.
     public static func encode(_ entry: LedgerEntry, position: Int64) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(1024)
-        func line(_ key: String, _ value: String) {
-            out.append(contentsOf: key.utf8)
-            out.append(UInt8(ascii: "="))
-            out.append(contentsOf: escaped(value).utf8)
-            out.append(0x0A)
-        }
-        func line(_ key: String, _ value: Int64) { line(key, String(value)) }
-        func line(_ key: String, _ value: Double) { line(key, real(value)) }
-        func line(_ key: String, _ value: Double?) { line(key, value.map(real) ?? "") }
-
-        out.append(contentsOf: formatLine.utf8)
-        out.append(UInt8(ascii: "\n"))
-        line("position", position)
-        line("serial", entry.serial)
-        line("serial_sequence", entry.serialSequence)
-        line("cell_id", entry.cellID)
-        line("variant", entry.variant)
-        line("recipe_id", entry.recipeID)
-        line("recipe_sha256", entry.recipeSHA256)
-        line("order_id", entry.orderID)
-        line("start_utc", entry.startUTC)
-        line("start_wall_ns", entry.startWallNanoseconds)
-        line("end_utc", entry.endUTC)
-        line("end_wall_ns", entry.endWallNanoseconds)
-        line("cycle_time_s", entry.cycleTimeSeconds)
-        line("verdict", entry.verdict)
-        line("reasons", entry.reasons)
-        line("measurement_count", Int64(entry.measurements.count))
+        // Written straight into one byte buffer (no String per value): this runs once per lamp on the ledger
+        // writer's append path, and again per entry in verify.
+        var out = CanonicalWriter()
+        out.bytes.append(contentsOf: formatLine.utf8)
+        out.bytes.append(0x0A)
+        out.line("position", position)
+        out.line("serial", entry.serial)
+        out.line("serial_sequence", entry.serialSequence)
+        out.line("cell_id", entry.cellID)
+        out.line("variant", entry.variant)
+        out.line("recipe_id", entry.recipeID)
+        out.line("recipe_sha256", entry.recipeSHA256)
+        out.line("order_id", entry.orderID)
+        out.line("start_utc", entry.startUTC)
+        out.line("start_wall_ns", entry.startWallNanoseconds)
+        out.line("end_utc", entry.endUTC)
+        out.line("end_wall_ns", entry.endWallNanoseconds)
+        out.line("cycle_time_s", real: entry.cycleTimeSeconds)
+        out.line("verdict", entry.verdict)
+        out.line("reasons", entry.reasons)
+        out.line("measurement_count", Int64(entry.measurements.count))
         for (index, measurement) in entry.measurements.enumerated() {
             let keys = index < measurementKeys.count ? measurementKeys[index] : Self.measurementKeys(index)
-            line(keys[0], measurement.name)
-            line(keys[1], measurement.value)
-            line(keys[2], measurement.unit)
-            line(keys[3], measurement.minimum)
-            line(keys[4], measurement.maximum)
+            out.line(keys[0], measurement.name)
+            out.line(keys[1], real: measurement.value)
+            out.line(keys[2], measurement.unit)
+            out.line(keys[3], real: measurement.minimum)
+            out.line(keys[4], real: measurement.maximum)
         }
-        line("housing_lot", entry.housingLot)
-        line("led_module_lot", entry.ledModuleLot)
-        line("lens_lot", entry.lensLot)
-        line("device_count", Int64(entry.devices.count))
+        out.line("housing_lot", entry.housingLot)
+        out.line("led_module_lot", entry.ledModuleLot)
+        out.line("lens_lot", entry.lensLot)
+        out.line("device_count", Int64(entry.devices.count))
         for (index, device) in entry.devices.enumerated() {
             let keys = index < deviceKeys.count ? deviceKeys[index] : Self.deviceKeys(index)
-            line(keys[0], device.name)
-            line(keys[1], device.serialNumber)
-            line(keys[2], device.firmware)
+            out.line(keys[0], device.name)
+            out.line(keys[1], device.serialNumber)
+            out.line(keys[2], device.firmware)
         }
-        line("software_version", entry.softwareVersion)
-        return out
+        out.line("software_version", entry.softwareVersion)
+        return out.bytes
+    }
+
+    /// The `key=value\n` lines of `encode`, appended to one buffer.
+    private struct CanonicalWriter {
+        var bytes: [UInt8] = []
+
+        init() { bytes.reserveCapacity(2048) }
+
+        mutating func key(_ key: String) {
+            bytes.append(contentsOf: key.utf8)
+            bytes.append(UInt8(ascii: "="))
+        }
+
+        /// A text, escaped as `escaped(_:)` does.
+        mutating func line(_ key: String, _ value: String) {
+            self.key(key)
+            LedgerCanonical.appendEscaped(value, to: &bytes)
+            bytes.append(0x0A)
+        }
+
+        /// An integer in decimal.
+        mutating func line(_ key: String, _ value: Int64) {
+            self.key(key)
+            if value < 0 { bytes.append(UInt8(ascii: "-")) }
+            // Digits least significant first, then reversed in place.
+            let first = bytes.count
+            var magnitude = value.magnitude
+            repeat {
+                bytes.append(UInt8(ascii: "0") + UInt8(magnitude % 10))
+                magnitude /= 10
+            } while magnitude > 0
+            bytes[first...].reverse()
+            bytes.append(0x0A)
+        }
+
+        /// A real as `real(_:)` writes it; nothing after `=` for nil.
+        mutating func line(_ key: String, real value: Double?) {
+            self.key(key)
+            if let value { LedgerCanonical.appendReal(value, to: &bytes) }
+            bytes.append(0x0A)
+        }
     }
 
     /// The chain hash: lower-case hex SHA-256 of `encode(entry, position:)` followed by the 64 ASCII characters
@@ -100,15 +132,21 @@ public enum LedgerCanonical {
         guard needsEscape(value) else { return value }
         var out: [UInt8] = []
         out.reserveCapacity(value.utf8.count + 8)
+        appendEscaped(value, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends `escaped(value)`'s bytes to `bytes`.
+    static func appendEscaped(_ value: String, to bytes: inout [UInt8]) {
+        guard needsEscape(value) else { return bytes.append(contentsOf: value.utf8) }
         for byte in value.utf8 {
             switch byte {
-            case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
-            case 0x0A: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
-            case 0x0D: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
-            default: out.append(byte)
+            case UInt8(ascii: "\\"): bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "\\"))
+            case 0x0A: bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "n"))
+            case 0x0D: bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "r"))
+            default: bytes.append(byte)
             }
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// The value of an escaped canonical line (the inverse of `escaped`); nil for a dangling or unknown escape.
@@ -214,18 +252,25 @@ public enum LedgerCanonical {
     /// A real in canonical form: `%.17g` (17 significant digits, exact for every binary64), except `nan`, `inf`,
     /// `-inf` for the non-finite values (whatever the NaN's sign or payload).
     public static func real(_ value: Double) -> String {
-        if value.isNaN { return "nan" }
-        if value.isInfinite { return value < 0 ? "-inf" : "inf" }
-        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: realBufferBytes) { buffer in
+        var bytes: [UInt8] = []
+        appendReal(value, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Appends `real(value)`'s bytes to `bytes`, without making a String.
+    static func appendReal(_ value: Double, to bytes: inout [UInt8]) {
+        if value.isNaN { return bytes.append(contentsOf: "nan".utf8) }
+        if value.isInfinite { return bytes.append(contentsOf: (value < 0 ? "-inf" : "inf").utf8) }
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: realBufferBytes) { buffer in
             let count: Int32
             if let strfromd = Self.strfromd {
                 count = strfromd(buffer.baseAddress, realBufferBytes, "%.17g", value)
             } else {
                 count = withVaList([value]) { vsnprintf(buffer.baseAddress, realBufferBytes, "%.17g", $0) }
             }
-            let bytes = UnsafeRawBufferPointer(
+            let written = UnsafeRawBufferPointer(
                 start: buffer.baseAddress, count: Int(max(0, min(count, Int32(realBufferBytes - 1)))))
-            return String(decoding: bytes, as: UTF8.self)
+            bytes.append(contentsOf: written)
         }
     }
 

@@ -68,8 +68,6 @@ public final class LedgerWriter: Sendable {
     @discardableResult
     public func append(_ entries: [LedgerEntry]) throws(LedgerError) -> [LedgerEntry] {
         if entries.isEmpty { return [] }
-        let encoder = LedgerSchema.makeEncoder()
-        let decoder = LedgerSchema.makeDecoder()
         do {
             // IMMEDIATE: take the write lock before reading the head, so another connection cannot commit in
             // between (it waits for the busy timeout instead).
@@ -91,10 +89,10 @@ public final class LedgerWriter: Sendable {
                             continue
                         }
                         if let row = try Row.fetchOne(
-                            db, sql: "SELECT \(LedgerSchema.columnList) FROM lamp WHERE serial = ?",
+                            db.cachedStatement(sql: "SELECT \(LedgerSchema.columnList) FROM lamp WHERE serial = ?"),
                             arguments: [entry.serial])
                         {
-                            let existing = try LedgerSchema.entry(row, decoder: decoder)
+                            let existing = try LedgerSchema.entry(row, decoder: LedgerSchema.makeDecoder())
                             let newHash = LedgerCanonical.hash(entry, position: existing.position, prevHash: existing.prevHash)
                             guard newHash == existing.hash else {
                                 throw LedgerError.conflictingDuplicate(
@@ -109,7 +107,7 @@ public final class LedgerWriter: Sendable {
                         chained.prevHash = head.headHash
                         chained.hash = LedgerCanonical.expectedHash(of: chained)
                         let statement = try db.cachedStatement(sql: LedgerSchema.insertSQL)
-                        try statement.execute(arguments: try LedgerSchema.arguments(chained, encoder: encoder))
+                        try statement.execute(arguments: LedgerSchema.arguments(chained))
                         head = Checkpoint(count: chained.position, headHash: chained.hash, headSerial: chained.serial)
                         batchSerials[entry.serial] = stored.count
                         stored.append(chained)

@@ -134,7 +134,7 @@ struct TamperTests {
         forged.hash = LedgerCanonical.expectedHash(of: forged)
         try raw.queue.write { db in
             try db.execute(
-                sql: LedgerSchema.insertSQL, arguments: try LedgerSchema.arguments(forged, encoder: LedgerSchema.makeEncoder()))
+                sql: LedgerSchema.insertSQL, arguments: LedgerSchema.arguments(forged))
         }
         let result = try ledger.verify()
         let failure = try #require(result.failure)
