@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/syscall.h>
@@ -18,8 +19,16 @@ int lampcell_set_fifo_priority(int priority) {
     return sched_setscheduler(0, SCHED_FIFO, &param) == 0 ? 0 : -errno;
 }
 
+#ifndef MCL_ONFAULT
+#define MCL_ONFAULT 4
+#endif
+
 int lampcell_lock_memory(void) {
-    return mlockall(MCL_CURRENT | MCL_FUTURE) == 0 ? 0 : -errno;
+    /* MCL_ONFAULT: a page is locked when first touched, not when mapped. Without it every mapping is faulted in
+       and pinned whole: each thread's 8 MiB stack reservation, all of ICU's data, every allocator arena. */
+    if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == 0) return 0;
+    if (errno != EINVAL) return -errno;
+    return mlockall(MCL_CURRENT | MCL_FUTURE) == 0 ? 0 : -errno;  /* kernels before 4.4 */
 }
 
 int lampcell_pin_to_cpu(int cpu) {
@@ -49,6 +58,20 @@ uint64_t lampcell_realtime_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void lampcell_prefault_stack(size_t bytes) {
+    volatile unsigned char reserve[bytes];
+    for (size_t offset = 0; offset < bytes; offset += 4096) reserve[offset] = 0;
+    reserve[bytes - 1] = 0;
+}
+
+int lampcell_thread_page_faults(uint64_t *minor, uint64_t *major) {
+    struct rusage usage;
+    if (getrusage(RUSAGE_THREAD, &usage) != 0) return -errno;
+    *minor = (uint64_t)usage.ru_minflt;
+    *major = (uint64_t)usage.ru_majflt;
+    return 0;
 }
 
 int lampcell_gettid(void) { return (int)syscall(SYS_gettid); }

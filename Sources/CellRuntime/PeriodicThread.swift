@@ -29,6 +29,8 @@ public final class PeriodicThread: @unchecked Sendable {
     private let finishedCondition = NSCondition()
     private let overrunCount = Atomic<UInt64>(0)
     private let periodCount = Atomic<UInt64>(0)
+    private let minorFaultCount = Atomic<UInt64>(0)
+    private let majorFaultCount = Atomic<UInt64>(0)
     private let report = Mutex<RealtimeReport?>(nil)
     /// Timing histograms of every period (wake-up latency and busy time recorded here; phases by the body).
     public let statistics: PeriodStatistics
@@ -53,14 +55,27 @@ public final class PeriodicThread: @unchecked Sendable {
     public var overruns: UInt64 { overrunCount.load(ordering: .relaxed) }
     /// Periods run so far; advances every period — the heartbeat a watchdog may watch. Any thread.
     public var periodsRun: UInt64 { periodCount.load(ordering: .relaxed) }
+    /// Minor page faults of the periodic thread since its first period (getrusage(RUSAGE_THREAD), read after every
+    /// period's body). With memory locked, a fault after warm-up means the period touched a page for the first
+    /// time: in steady production this must stay constant. Any thread.
+    public var minorPageFaults: UInt64 { minorFaultCount.load(ordering: .relaxed) }
+    /// Major page faults (a page read from disk) of the periodic thread since its first period. Any thread.
+    public var majorPageFaults: UInt64 { majorFaultCount.load(ordering: .relaxed) }
     /// What real-time set-up was granted; nil until the thread has started. Any thread.
     public var realtimeReport: RealtimeReport? { report.withLock { $0 } }
+
+    /// The periodic thread's stack size.
+    public static let stackBytes = 1 << 20
+    /// Stack touched at start when memory is locked (mlockall with MCL_ONFAULT locks pages as they are first
+    /// touched): far more than any period uses, so no period takes its first fault on a deeper stack page.
+    public static let prefaultedStackBytes = 256 * 1024
 
     /// Starts the thread and returns once it has applied its real-time set-up. Any thread; call once.
     public func start() {
         let started = NSCondition()
         let thread = Thread { [self] in
             let granted = RealtimeSetup.apply(fifoPriority: fifoPriority, lockMemory: lockMemory)
+            if granted.memoryLocked { lampcell_prefault_stack(Self.prefaultedStackBytes) }
             report.withLock { $0 = granted }
             started.lock(); started.signal(); started.unlock()
             run()
@@ -70,7 +85,7 @@ public final class PeriodicThread: @unchecked Sendable {
             finishedCondition.unlock()
         }
         thread.name = name
-        thread.stackSize = 1 << 20
+        thread.stackSize = Self.stackBytes
         started.lock()
         thread.start()
         while realtimeReport == nil { started.wait() }
@@ -90,6 +105,9 @@ public final class PeriodicThread: @unchecked Sendable {
     private func run() {
         var deadline = lampcell_monotonic_ns() + periodNanoseconds
         var index: UInt64 = 0
+        var startMinor: UInt64 = 0, startMajor: UInt64 = 0
+        _ = lampcell_thread_page_faults(&startMinor, &startMajor)
+        var minor: UInt64 = 0, major: UInt64 = 0
         while !stopRequested.load(ordering: .relaxed) {
             _ = lampcell_sleep_until_ns(deadline)
             let wake = lampcell_monotonic_ns()
@@ -97,6 +115,10 @@ public final class PeriodicThread: @unchecked Sendable {
             body(PeriodTiming(deadlineNanoseconds: deadline, wakeNanoseconds: wake, periodIndex: index))
             let end = lampcell_monotonic_ns()
             statistics.record(.busy, nanoseconds: end &- wake)
+            if lampcell_thread_page_faults(&minor, &major) == 0 {
+                minorFaultCount.store(minor &- startMinor, ordering: .relaxed)
+                majorFaultCount.store(major &- startMajor, ordering: .relaxed)
+            }
             periodCount.add(1, ordering: .relaxed)
             deadline += periodNanoseconds
             index += 1

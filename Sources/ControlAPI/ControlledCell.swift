@@ -38,11 +38,20 @@ public struct LoopCounters: Sendable, Equatable {
     public var periodsRun: UInt64
     /// Timing samples the loop dropped because a reader held the histograms.
     public var droppedSamples: UInt64
+    /// The control thread's minor page faults since its first period.
+    public var minorPageFaults: UInt64
+    /// The control thread's major page faults since its first period.
+    public var majorPageFaults: UInt64
 
-    public init(overruns: UInt64, periodsRun: UInt64, droppedSamples: UInt64) {
+    public init(
+        overruns: UInt64, periodsRun: UInt64, droppedSamples: UInt64, minorPageFaults: UInt64 = 0,
+        majorPageFaults: UInt64 = 0
+    ) {
         self.overruns = overruns
         self.periodsRun = periodsRun
         self.droppedSamples = droppedSamples
+        self.minorPageFaults = minorPageFaults
+        self.majorPageFaults = majorPageFaults
     }
 }
 
@@ -57,6 +66,7 @@ extension CellDaemon: ControlledCell {
     public var loopCounters: LoopCounters {
         LoopCounters(
             overruns: loop.thread.overruns, periodsRun: loop.thread.periodsRun,
-            droppedSamples: loop.thread.statistics.dropped)
+            droppedSamples: loop.thread.statistics.dropped, minorPageFaults: loop.thread.minorPageFaults,
+            majorPageFaults: loop.thread.majorPageFaults)
     }
 }

@@ -31,6 +31,7 @@ final class MetricsExporter: @unchecked Sendable {
         "lampcell_control_period_seconds": "The control period",
         "lampcell_control_periods_total": "Control periods run",
         "lampcell_control_overruns_total": "Control periods whose work ended after the next deadline",
+        "lampcell_control_page_faults_total": "Page faults of the control thread since its first period, by kind (minor, major)",
         "lampcell_control_phase_seconds": "Control period phase timing quantiles (wake_latency, read, step, write, busy)",
         "lampcell_device_up": "1 when the last exchange with the device succeeded",
         "lampcell_device_consecutive_failures": "Failed exchanges in a row",
@@ -63,10 +64,10 @@ final class MetricsExporter: @unchecked Sendable {
         gauge("lampcell_order_produced", [], Double(document.order?.produced ?? 0))
         gauge("lampcell_order_active", [], document.order?.active == true ? 1 : 0)
         let counts = document.counts
-        counter("lampcell_lamps_processed_total", counts.processedTotal)
-        counter("lampcell_lamps_good_total", counts.goodTotal)
-        counter("lampcell_lamps_defective_total", counts.defectiveTotal)
-        counter("lampcell_lamps_scrapped_total", counts.scrappedTotal)
+        counter("lampcell_lamps_processed_total", [], counts.processedTotal)
+        counter("lampcell_lamps_good_total", [], counts.goodTotal)
+        counter("lampcell_lamps_defective_total", [], counts.defectiveTotal)
+        counter("lampcell_lamps_scrapped_total", [], counts.scrappedTotal)
         gauge("lampcell_order_lamps", [("outcome", "processed")], Double(counts.processed))
         gauge("lampcell_order_lamps", [("outcome", "good")], Double(counts.good))
         gauge("lampcell_order_lamps", [("outcome", "defective")], Double(counts.defective))
@@ -83,8 +84,10 @@ final class MetricsExporter: @unchecked Sendable {
         gauge("lampcell_cycle_time_seconds", [("statistic", "p95")], cycle.p95Seconds ?? .nan)
         let loop = document.controlLoop
         gauge("lampcell_control_period_seconds", [], loop.periodMicroseconds / 1e6)
-        counter("lampcell_control_periods_total", loop.periodsRun)
-        counter("lampcell_control_overruns_total", loop.overruns)
+        counter("lampcell_control_periods_total", [], loop.periodsRun)
+        counter("lampcell_control_overruns_total", [], loop.overruns)
+        counter("lampcell_control_page_faults_total", [("kind", "minor")], loop.minorPageFaults)
+        counter("lampcell_control_page_faults_total", [("kind", "major")], loop.majorPageFaults)
         for phase in loop.phases {
             for (quantile, value) in [
                 ("0.5", phase.p50Microseconds), ("0.99", phase.p99Microseconds), ("0.999", phase.p999Microseconds),
@@ -132,13 +135,17 @@ final class MetricsExporter: @unchecked Sendable {
         gauge.set(value)
     }
 
-    private func counter(_ name: String, _ value: UInt64) {
-        if counters[name] == nil {
+    private func counter(_ name: String, _ labels: [(String, String)], _ value: UInt64) {
+        let key = key(name, labels)
+        if counters[key] == nil {
             let descriptor = MetricNameDescriptor(metricName: name, unitName: "", helpText: help[name] ?? name)
-            counters[name] = (registry.makeCounter(descriptor: descriptor), 0)
+            let counter = labels.isEmpty
+                ? registry.makeCounter(descriptor: descriptor)
+                : registry.makeCounter(descriptor: descriptor, labels: labels)
+            counters[key] = (counter, 0)
         }
-        guard let entry = counters[name], value > entry.last else { return }
+        guard let entry = counters[key], value > entry.last else { return }
         entry.counter.increment(by: Int64(value - entry.last))
-        counters[name] = (entry.counter, value)
+        counters[key] = (entry.counter, value)
     }
 }

@@ -19,8 +19,7 @@ struct StatusBuilder: Sendable {
     var deviceNames: [String] { armNames + [stationName] }
 
     func build(
-        snapshot: CellSnapshot, figures: [ControlPhase: PhaseFigures], overruns: UInt64, periodsRun: UInt64,
-        droppedSamples: UInt64, uptimeSeconds: Double, cycleTime: StatusDocument.CycleTime, ledger: LedgerHead?
+        snapshot: CellSnapshot, figures: [ControlPhase: PhaseFigures], loopCounters: LoopCounters, uptimeSeconds: Double, cycleTime: StatusDocument.CycleTime, ledger: LedgerHead?
     ) -> StatusDocument {
         let unit = snapshot.unit
         let machine = unit.machine
@@ -79,9 +78,11 @@ struct StatusBuilder: Sendable {
         }
         let wake = phases[ControlPhase.wakeLatency.rawValue]
         let loop = StatusDocument.ControlLoop(
-            periodMicroseconds: Double(periodNanoseconds) / 1e3, periodsRun: periodsRun, overruns: overruns,
-            wakeLatencyP99Microseconds: wake.p99Microseconds, wakeLatencyP999Microseconds: wake.p999Microseconds,
-            wakeLatencyMaxMicroseconds: wake.maxMicroseconds, phases: phases, droppedSamples: droppedSamples)
+            periodMicroseconds: Double(periodNanoseconds) / 1e3, periodsRun: loopCounters.periodsRun,
+            overruns: loopCounters.overruns, wakeLatencyP99Microseconds: wake.p99Microseconds,
+            wakeLatencyP999Microseconds: wake.p999Microseconds, wakeLatencyMaxMicroseconds: wake.maxMicroseconds,
+            phases: phases, droppedSamples: loopCounters.droppedSamples, minorPageFaults: loopCounters.minorPageFaults,
+            majorPageFaults: loopCounters.majorPageFaults)
         var devices: [StatusDocument.Device] = []
         for index in 0..<snapshot.armCount {
             devices.append(arm(index, snapshot))

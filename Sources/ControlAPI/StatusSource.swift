@@ -96,10 +96,8 @@ final class StatusSource: @unchecked Sendable {
         if timing == nil || now &- (timing?.builtNanoseconds ?? 0) >= timingMaximumAgeNanoseconds {
             timing = (cell.timingFigures(), now)
         }
-        let counters = cell.loopCounters
         var document = builder.build(
-            snapshot: snapshot, figures: timing?.figures ?? [:], overruns: counters.overruns,
-            periodsRun: counters.periodsRun, droppedSamples: counters.droppedSamples,
+            snapshot: snapshot, figures: timing?.figures ?? [:], loopCounters: cell.loopCounters,
             uptimeSeconds: Double(now - startNanoseconds) / 1e9, cycleTime: cycleTimeStatistics(), ledger: ledgerHead)
         document.plant = plant?.plantReplication()
         let json = (try? encoder.encode(document)).map { Array($0) } ?? Array("{}".utf8)

@@ -279,6 +279,11 @@ public struct StatusDocument: Codable, Sendable, Equatable {
         public var phases: [Phase]
         /// Timing samples dropped while a reader held the histograms.
         public var droppedSamples: UInt64
+        /// The control thread's minor page faults since its first period; constant in steady production when
+        /// memory is locked (a rise means a period touched a page for the first time).
+        public var minorPageFaults: UInt64
+        /// The control thread's major page faults (pages read from disk) since its first period.
+        public var majorPageFaults: UInt64
 
         public init(
             periodMicroseconds: Double,
@@ -288,7 +293,9 @@ public struct StatusDocument: Codable, Sendable, Equatable {
             wakeLatencyP999Microseconds: Double,
             wakeLatencyMaxMicroseconds: Double,
             phases: [Phase],
-            droppedSamples: UInt64
+            droppedSamples: UInt64,
+            minorPageFaults: UInt64 = 0,
+            majorPageFaults: UInt64 = 0
         ) {
             self.periodMicroseconds = periodMicroseconds
             self.periodsRun = periodsRun
@@ -298,6 +305,8 @@ public struct StatusDocument: Codable, Sendable, Equatable {
             self.wakeLatencyMaxMicroseconds = wakeLatencyMaxMicroseconds
             self.phases = phases
             self.droppedSamples = droppedSamples
+            self.minorPageFaults = minorPageFaults
+            self.majorPageFaults = majorPageFaults
         }
     }
 

@@ -17,17 +17,33 @@ struct ProductionTests {
     /// The measurements a hidden defect of the simulator shows in, by name.
     static func expectedReasons(_ defect: PartDefect) -> Set<String> { Set(defect.measurementsShown.map(\.name)) }
 
-    @Test("2 LEFT lamps with seeded defects: a defect gives NG with its reason, a good part OK; no arm faults")
+    @Test("2 LEFT lamps with seeded defects: a defect gives NG with its reason, a good part OK; no arm faults; with memory locked, the control thread takes no page fault after the first lamp")
     func lampsWithDefects() throws {
         let sink = CollectingSink()
-        let cell = try CellFixture(seed: 21, defectRate: 0.5, sinks: [sink])
+        // Memory locked as in production (Systemd/lampcelld.toml): mlockall with MCL_ONFAULT, here in the test
+        // process, which keeps it locked for the tests after this one (harmless: pages are locked as touched).
+        let cell = try CellFixture(seed: 21, defectRate: 0.5, sinks: [sink]) { $0.lockMemory = true }
         defer { cell.shutdown() }
         #expect(cell.produce(lamps: UInt32(Self.lampCount)) == nil)
         // The order counts good lamps; stop after `lampCount` lamps left the cell, whatever their verdicts.
         let snapshot0 = { cell.daemon.snapshot() }
-        #expect(
-            cell.waitForLamps(UInt64(Self.lampCount), seconds: Self.runSeconds),
-            "state \(snapshot0().unit.state), fault \(String(describing: snapshot0().lastFault)), wait \(snapshot0().materialWait), lamps \(sink.lamps.count)")
+        let waitMessage = {
+            "state \(snapshot0().unit.state), fault \(String(describing: snapshot0().lastFault)), wait \(snapshot0().materialWait), lamps \(sink.lamps.count)"
+        }
+        // Steady production: from the first lamp's exit (every phase of a cycle has run once) to the last's.
+        #expect(cell.waitForLamps(1, seconds: Self.runSeconds), "\(waitMessage())")
+        let thread = cell.daemon.loop.thread
+        let minorAfterFirst = thread.minorPageFaults
+        let majorAfterFirst = thread.majorPageFaults
+        #expect(cell.waitForLamps(UInt64(Self.lampCount), seconds: Self.runSeconds), "\(waitMessage())")
+        if thread.realtimeReport?.memoryLocked == true {
+            #expect(minorAfterFirst > 0, "the counter counts: the first periods touch their pages (the stack at least)")
+            #expect(thread.minorPageFaults == minorAfterFirst, "control thread faults after the first lamp")
+            #expect(thread.majorPageFaults == majorAfterFirst, "control thread major faults after the first lamp")
+        } else {
+            // Not root (mlockall refused): pages may fault, and the check says so instead of passing silently.
+            Issue.record("mlockall refused (\(thread.realtimeReport?.memoryLockErrno ?? 0)): run make test as root")
+        }
         let lamps = Array(sink.lamps.prefix(Self.lampCount))
         let exits = cell.models { Array($0.world.exits.prefix(Self.lampCount)) }
         try #require(lamps.count == Self.lampCount && exits.count == Self.lampCount)
