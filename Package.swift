@@ -29,9 +29,8 @@ let package = Package(
         .systemLibrary(
             name: "CSystemd", pkgConfig: "libsystemd",
             providers: [.apt(["libsystemd-dev"])]),
-        .systemLibrary(
-            name: "CPostgres", pkgConfig: "libpq",
-            providers: [.apt(["libpq-dev"])]),
+        // libpq's header (libpq-dev) at build time; libpq.so.5 opened only when a plant database is configured.
+        .target(name: "CPostgres"),
         .target(name: "CRealtime"),
         // crypt(3) (libxcrypt, part of libc6-dev on Debian): the panel operators' password hashes.
         .systemLibrary(name: "CCrypt"),

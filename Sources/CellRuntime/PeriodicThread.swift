@@ -55,11 +55,11 @@ public final class PeriodicThread: @unchecked Sendable {
     public var overruns: UInt64 { overrunCount.load(ordering: .relaxed) }
     /// Periods run so far; advances every period — the heartbeat a watchdog may watch. Any thread.
     public var periodsRun: UInt64 { periodCount.load(ordering: .relaxed) }
-    /// Minor page faults of the periodic thread since its first period (getrusage(RUSAGE_THREAD), read after every
-    /// period's body). With memory locked, a fault after warm-up means the period touched a page for the first
+    /// Minor page faults of the periodic thread since it started, its real-time set-up included (getrusage
+    /// (RUSAGE_THREAD), read after every period's body). With memory locked, a fault after warm-up means the period touched a page for the first
     /// time: in steady production this must stay constant. Any thread.
     public var minorPageFaults: UInt64 { minorFaultCount.load(ordering: .relaxed) }
-    /// Major page faults (a page read from disk) of the periodic thread since its first period. Any thread.
+    /// Major page faults (a page read from disk) of the periodic thread since it started. Any thread.
     public var majorPageFaults: UInt64 { majorFaultCount.load(ordering: .relaxed) }
     /// What real-time set-up was granted; nil until the thread has started. Any thread.
     public var realtimeReport: RealtimeReport? { report.withLock { $0 } }
@@ -74,11 +74,14 @@ public final class PeriodicThread: @unchecked Sendable {
     public func start() {
         let started = NSCondition()
         let thread = Thread { [self] in
+            // Faults are counted from here: the real-time set-up and the stack's prefault count too.
+            var startMinor: UInt64 = 0, startMajor: UInt64 = 0
+            _ = lampcell_thread_page_faults(&startMinor, &startMajor)
             let granted = RealtimeSetup.apply(fifoPriority: fifoPriority, lockMemory: lockMemory)
             if granted.memoryLocked { lampcell_prefault_stack(Self.prefaultedStackBytes) }
             report.withLock { $0 = granted }
             started.lock(); started.signal(); started.unlock()
-            run()
+            run(startMinorFaults: startMinor, startMajorFaults: startMajor)
             finishedCondition.lock()
             finished.withLock { $0 = true }
             finishedCondition.broadcast()
@@ -102,11 +105,9 @@ public final class PeriodicThread: @unchecked Sendable {
         finishedCondition.unlock()
     }
 
-    private func run() {
+    private func run(startMinorFaults startMinor: UInt64, startMajorFaults startMajor: UInt64) {
         var deadline = lampcell_monotonic_ns() + periodNanoseconds
         var index: UInt64 = 0
-        var startMinor: UInt64 = 0, startMajor: UInt64 = 0
-        _ = lampcell_thread_page_faults(&startMinor, &startMajor)
         var minor: UInt64 = 0, major: UInt64 = 0
         while !stopRequested.load(ordering: .relaxed) {
             _ = lampcell_sleep_until_ns(deadline)

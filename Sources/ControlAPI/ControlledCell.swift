@@ -38,9 +38,9 @@ public struct LoopCounters: Sendable, Equatable {
     public var periodsRun: UInt64
     /// Timing samples the loop dropped because a reader held the histograms.
     public var droppedSamples: UInt64
-    /// The control thread's minor page faults since its first period.
+    /// The control thread's minor page faults since it started.
     public var minorPageFaults: UInt64
-    /// The control thread's major page faults since its first period.
+    /// The control thread's major page faults since it started.
     public var majorPageFaults: UInt64
 
     public init(

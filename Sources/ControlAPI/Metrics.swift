@@ -31,7 +31,7 @@ final class MetricsExporter: @unchecked Sendable {
         "lampcell_control_period_seconds": "The control period",
         "lampcell_control_periods_total": "Control periods run",
         "lampcell_control_overruns_total": "Control periods whose work ended after the next deadline",
-        "lampcell_control_page_faults_total": "Page faults of the control thread since its first period, by kind (minor, major)",
+        "lampcell_control_page_faults_total": "Page faults of the control thread since it started, by kind (minor, major)",
         "lampcell_control_phase_seconds": "Control period phase timing quantiles (wake_latency, read, step, write, busy)",
         "lampcell_device_up": "1 when the last exchange with the device succeeded",
         "lampcell_device_consecutive_failures": "Failed exchanges in a row",

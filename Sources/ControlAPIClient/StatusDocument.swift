@@ -279,10 +279,10 @@ public struct StatusDocument: Codable, Sendable, Equatable {
         public var phases: [Phase]
         /// Timing samples dropped while a reader held the histograms.
         public var droppedSamples: UInt64
-        /// The control thread's minor page faults since its first period; constant in steady production when
+        /// The control thread's minor page faults since it started; constant in steady production when
         /// memory is locked (a rise means a period touched a page for the first time).
         public var minorPageFaults: UInt64
-        /// The control thread's major page faults (pages read from disk) since its first period.
+        /// The control thread's major page faults (pages read from disk) since it started.
         public var majorPageFaults: UInt64
 
         public init(

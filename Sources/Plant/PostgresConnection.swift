@@ -87,6 +87,7 @@ public final class PostgresConnection {
     /// keywords not given come from libpq's environment variables (`PGHOST` …) and defaults, as for `psql`.
     /// Throws `PlantError` naming the target when the server cannot be reached or refuses the login.
     public init(parameters: [(String, String)], applicationName: String) throws(PlantError) {
+        try Self.loadLibrary()
         var all = parameters.filter { !$0.1.isEmpty }
         all.append(("application_name", applicationName))
         all.append(("connect_timeout", String(Self.connectTimeoutSeconds)))
@@ -251,6 +252,19 @@ public final class PostgresConnection {
         let affected = Int(String(cString: PQcmdTuples(result))) ?? 0
         return PostgresRows(columns: columns, rows: rows, affectedRows: affected)
     }
+
+    /// Opens libpq on first use (it is not linked: see CPostgres.h). Throws `PlantError` naming the library when it
+    /// cannot be loaded. Thread: any.
+    static func loadLibrary() throws(PlantError) {
+        var reason = [CChar](repeating: 0, count: Self.loadErrorBytes)
+        guard lampcell_pq_load(&reason, reason.count) == 0 else {
+            let message = String(decoding: reason.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            throw PlantError(operation: "open the PostgreSQL client library", message: message)
+        }
+    }
+
+    /// Room for the reason `lampcell_pq_load` gives.
+    static let loadErrorBytes = 512
 
     /// `host=… port=… dbname=… user=… sslmode=…` of `parameters`, a connection string in `dbname` parsed by libpq;
     /// never a password.

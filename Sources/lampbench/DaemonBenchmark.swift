@@ -131,6 +131,8 @@ enum DaemonBenchmark {
             let startTicks = cpuTicks(pid: pid) ?? 0
             let simulatorStartTicks = cpuTicks(pid: simulator.pid) ?? 0
             let start = nowSeconds()
+            // The control thread's faults at the window's start (memory locked, Execute reached).
+            let loopAtStart = get(socket, "/v1/status")?["controlLoop"] as? [String: Any]
             var rssSamples: [Double] = []
             while nowSeconds() - start < windowSeconds, daemon.process.isRunning {
                 if let rss = statusField(pid: pid, "VmRSS") { rssSamples.append(Double(rss)) }
@@ -155,7 +157,15 @@ enum DaemonBenchmark {
                     ResultRow(
                         item: "8", what: "lampcelld RSS at 4 ms in production (mlockall), mean / max MiB",
                         figure: String(format: "%.1f / %.1f MiB (VmHWM %.1f MiB, %d threads)", rss.mean / 1024, rss.max / 1024, Double(hwm) / 1024, Int(threads)),
-                        reference: String(format: "%.0f s window, state %@, %d lamps seen by the API", elapsed, state, samples)))
+                        reference: String(format: "%.0f s window, state %@, %d lamps seen by the API", elapsed, state, samples),
+                        ratio: String(format: "%.1f MB of the 40 MB goal", rss.max * 1024 / 1e6)))
+                func faults(_ loop: [String: Any]?, _ kind: String) -> Int { loop?[kind] as? Int ?? -1 }
+                table.add(
+                    ResultRow(
+                        item: "8", what: "control thread page faults in the window, minor / major (getrusage RUSAGE_THREAD)",
+                        figure: "\(faults(loop, "minorPageFaults") - faults(loopAtStart, "minorPageFaults")) / \(faults(loop, "majorPageFaults") - faults(loopAtStart, "majorPageFaults"))",
+                        reference: "since the thread started: \(faults(loop, "minorPageFaults")) / \(faults(loop, "majorPageFaults"))",
+                        ratio: "must be 0 / 0"))
                 table.add(
                     ResultRow(
                         item: "8", what: "lampcelld CPU share at 4 ms in production",
