@@ -300,7 +300,7 @@ public struct PanelConfiguration: Sendable, Equatable {
         guard NumericAddress.isValid(address) else {
             throw table.error(
                 table.path.key("address"), .invalidValue,
-                "\(address) is not an IPv4 or IPv6 address (e.g. 127.0.0.1, 0.0.0.0, ::1)")
+                "\"\(configExcerpt(address))\" is not an IPv4 or IPv6 address (e.g. 127.0.0.1, 0.0.0.0, ::1)")
         }
         let port = try table.entries["port"] == nil ? defaultPort : table.integer("port")
         guard portRange.contains(port) else {

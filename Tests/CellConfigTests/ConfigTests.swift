@@ -620,3 +620,32 @@ private final class TemporaryDirectory {
         }
     }
 }
+
+/// `[panel]`: a bad value names its field, and a long one is shown cut (the config fuzzer found `address` echoed whole).
+@Test func panelSectionsBadValuesNameTheirFieldInOneShortLine() throws {
+    let directory = try TemporaryDirectory()
+    let base = try String(contentsOfFile: Repository.developmentConfiguration, encoding: .utf8)
+        .replacingOccurrences(of: "\"../", with: "\"\(Repository.root)/")
+    let path = directory.path + "/lampcelld.toml"
+    func load(replacing line: String, with replacement: String) throws(ConfigError) -> DaemonConfiguration {
+        precondition(base.contains(line), "the development configuration has no line \(line)")
+        try? base.replacingOccurrences(of: line, with: replacement).write(toFile: path, atomically: true, encoding: .utf8)
+        return try DaemonConfiguration.load(from: path)
+    }
+    #expect(try load(replacing: "address = \"127.0.0.1\"", with: "address = \"::1\"").panel?.address == "::1")
+    let long = String(repeating: "x", count: 5000)
+    let cases: [(String, String, String)] = [
+        ("address = \"127.0.0.1\"", "address = \"\(long)\"", "panel.address"),
+        ("address = \"127.0.0.1\"", "address = \"panel.example\"", "panel.address"),
+        ("port = 8610", "port = 70000", "panel.port"),
+    ]
+    for (line, replacement, field) in cases {
+        do {
+            _ = try load(replacing: line, with: replacement)
+            Issue.record("\(field): \(replacement.prefix(40)) loaded")
+        } catch {
+            #expect(error.fieldPath == field, "\(error)")
+            #expect(error.description.count < 300 + path.count, "\(error.description.count) characters")
+        }
+    }
+}
