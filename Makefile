@@ -13,7 +13,7 @@ DEBIAN_PACKAGES := libmodbus-dev libsystemd-dev libpq-dev postgresql-15 openssl 
 # shift report's PDF check (pdftoppm, pdftotext). `lampctl report` prints PDFs with Chromium too.
 TEST_PACKAGES := chromium chromium-driver poppler-utils fonts-dejavu-core
 # Only `make bench` needs these: cyclictest (the machine's own wake-up latency) and a C compiler for the C client.
-BENCH_PACKAGES := rt-tests build-essential
+BENCH_PACKAGES := rt-tests build-essential curl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps test-deps bench-deps build release run sim test bench clean install
@@ -89,7 +89,7 @@ test: test-deps
 
 # Every benchmark of docs/BENCHMARKS.md in one run (release build), one table, also written to
 # .build/bench/latest.md. Not part of `make test`. BENCH=1,3,7 (or control,work,modbus,motion,cycle,shift,ledger,slow,plant,
-# footprint) picks items; BENCH_SCALE=0.1 shortens every window (a smoke run). Run as root for SCHED_FIFO.
+# footprint,planner) picks items; BENCH_SCALE=0.1 shortens every window (a smoke run). Run as root for SCHED_FIFO.
 BENCH ?=
 BENCH_SCALE ?=
 bench: bench-deps

@@ -7,15 +7,16 @@ import Glibc
 // lampcelld and lampsim and runs it from the repository's root.
 //
 //   lampbench [--only LIST] [--scale X] [--output FILE]
-//     --only   comma-separated items: 1..10 or control,work,modbus,motion,cycle,shift,ledger,footprint,slow,plant
+//     --only   comma-separated items: 1..11 or control,work,modbus,motion,cycle,shift,ledger,footprint,slow,plant,
+//              planner
 //              (default: all; also LAMPBENCH_ONLY). control and work share one run per period.
 //     --scale  multiplies every window and count (default 1; also LAMPBENCH_SCALE; 0.1 for a quick smoke run)
 //     --output where the Markdown table goes (default .build/bench/latest.md)
 
-let usage = "usage: lampbench [--only 1,2,…|control,work,modbus,motion,cycle,shift,ledger,footprint,slow,plant] [--scale X] [--output FILE]"
+let usage = "usage: lampbench [--only 1,2,…|control,work,modbus,motion,cycle,shift,ledger,footprint,slow,plant,planner] [--scale X] [--output FILE]"
 let names = [
     "control": 1, "work": 2, "modbus": 3, "motion": 4, "cycle": 5, "shift": 6, "ledger": 7, "footprint": 8, "slow": 9,
-    "plant": 10,
+    "plant": 10, "planner": 11,
 ]
 var onlyText = ProcessInfo.processInfo.environment["LAMPBENCH_ONLY"] ?? ""
 var scale = Double(ProcessInfo.processInfo.environment["LAMPBENCH_SCALE"] ?? "") ?? 1
@@ -40,11 +41,11 @@ while let argument = arguments.popFirst() {
         exit(64)
     }
 }
-var selected = Set(1...10)
+var selected = Set(1...11)
 if !onlyText.trimmingCharacters(in: .whitespaces).isEmpty {
     selected = []
     for word in onlyText.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces).lowercased() }) {
-        if let number = Int(word), (1...10).contains(number) {
+        if let number = Int(word), (1...11).contains(number) {
             selected.insert(number)
         } else if let number = names[word] {
             selected.insert(number)
@@ -83,6 +84,7 @@ let controlWindow4ms = 400 * scale  // 100,000 periods
 let daemonWindow = 180 * scale
 
 if selected.contains(4) { MotionBenchmark.run(repository: repository, cases: max(1000, Int(100_000 * scale)), table: table) }
+if selected.contains(11) { PlannerBenchmark.run(repository: repository, scratch: scratch, scale: scale, table: table) }
 if selected.contains(7) { LedgerBenchmark.run(scratch: scratch, scale: scale, table: table) }
 if selected.contains(3) {
     ModbusBenchmark.run(binDirectory: binDirectory, repository: repository, scratch: scratch, scale: scale, table: table)
