@@ -2,12 +2,13 @@
 // same run as LampCell's planner, on the same problems.
 //
 // Built by lampbench against Ruckig's sources (the PyPI sdist ruckig 0.17.3, fetched and checked by its SHA-256):
-//   c++ -O3 -std=c++20 -Iinclude ruckig_bench.cpp src/ruckig/*.cpp -o ruckig_bench
+//   c++ -O3 -std=c++17 -DNDEBUG -Iinclude ruckig_bench.cpp src/ruckig/*.cpp (but cloud_client.cpp) -o ruckig_bench
 // Usage: ruckig_bench DOFS COUNT OUTPUT
 // For DOFS in {1, 3, 6}: a fresh std::mt19937(42); per problem, field by field over the joints,
 //   p0 ~ U(-2, 2), v0 ~ U(-1, 1), a0 ~ U(-2, 2), pf ~ U(-2, 2) (target velocity and acceleration 0),
 //   vmax ~ U(1, 3.14), amax ~ U(5, 15), jmax ~ U(50, 300).
-// Problems whose start state Ruckig finds outside the limits are skipped, until COUNT are kept. Only
+// Problems whose start state Ruckig finds outside the limits are skipped, and so are the (counted, printed) ones
+// Ruckig fails to plan, until COUNT are kept. Only
 // `Ruckig::calculate` is timed (steady_clock around the call, as Ruckig's own benchmark does).
 // OUTPUT gets, per kept problem, 7 × DOFS doubles (p0[], v0[], a0[], pf[], vmax[], amax[], jmax[]), then Ruckig's
 // duration (s) and its planning time (µs), native byte order.

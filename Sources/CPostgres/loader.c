@@ -10,8 +10,9 @@
 /// The shared object a Debian libpq5 installs.
 static const char *const library_name = "libpq.so.5";
 
-// Every libpq function LampCell calls: return type, name, parameters, arguments.
-#define LAMPCELL_PQ_FUNCTIONS(X)                                                                                  \
+// Every libpq function LampCell calls: X(return type, name, parameters, arguments) for those that return a value,
+// V(name, parameters, arguments) for those that return nothing.
+#define LAMPCELL_PQ_FUNCTIONS(X, V)                                                                                  \
     X(PGconn *, PQconnectdbParams, (const char *const *keywords, const char *const *values, int expand),          \
       (keywords, values, expand))                                                                                  \
     X(ConnStatusType, PQstatus, (const PGconn *conn), (conn))                                                      \
@@ -34,12 +35,13 @@ static const char *const library_name = "libpq.so.5";
     X(char *, PQgetvalue, (const PGresult *res, int row, int column), (res, row, column))                          \
     X(char *, PQcmdTuples, (PGresult *res), (res))                                                                 \
     X(PQconninfoOption *, PQconninfoParse, (const char *conninfo, char **message), (conninfo, message))            \
-    X(void, PQconninfoFree, (PQconninfoOption *options), (options))                                               \
-    X(void, PQclear, (PGresult *res), (res))                                                                       \
-    X(void, PQfinish, (PGconn *conn), (conn))
+    V(PQconninfoFree, (PQconninfoOption *options), (options))                                                     \
+    V(PQclear, (PGresult *res), (res))                                                                             \
+    V(PQfinish, (PGconn *conn), (conn))
 
 #define LAMPCELL_PQ_POINTER(type, name, parameters, arguments) static type(*loaded_##name) parameters;
-LAMPCELL_PQ_FUNCTIONS(LAMPCELL_PQ_POINTER)
+#define LAMPCELL_PQ_VOID_POINTER(name, parameters, arguments) LAMPCELL_PQ_POINTER(void, name, parameters, arguments)
+LAMPCELL_PQ_FUNCTIONS(LAMPCELL_PQ_POINTER, LAMPCELL_PQ_VOID_POINTER)
 
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static int load_result = -1;
@@ -57,7 +59,8 @@ static void load(void) {
         snprintf(load_error, sizeof load_error, "%s has no %s: %s", library_name, #name, dlerror());              \
         return;                                                                                                    \
     }
-    LAMPCELL_PQ_FUNCTIONS(LAMPCELL_PQ_RESOLVE)
+#define LAMPCELL_PQ_VOID_RESOLVE(name, parameters, arguments) LAMPCELL_PQ_RESOLVE(void, name, parameters, arguments)
+    LAMPCELL_PQ_FUNCTIONS(LAMPCELL_PQ_RESOLVE, LAMPCELL_PQ_VOID_RESOLVE)
     load_result = 0;
 }
 
@@ -74,9 +77,15 @@ static void require_loaded(const char *name) {
     abort();
 }
 
+// Hidden: the forwarders serve this binary's Swift code only, never libpq's own calls between its functions.
 #define LAMPCELL_PQ_FORWARD(type, name, parameters, arguments)                                                    \
-    type name parameters {                                                                                         \
+    __attribute__((visibility("hidden"))) type name parameters {                                                   \
         require_loaded(#name);                                                                                     \
         return loaded_##name arguments;                                                                            \
     }
-LAMPCELL_PQ_FUNCTIONS(LAMPCELL_PQ_FORWARD)
+#define LAMPCELL_PQ_VOID_FORWARD(name, parameters, arguments)                                                     \
+    __attribute__((visibility("hidden"))) void name parameters {                                                   \
+        require_loaded(#name);                                                                                     \
+        loaded_##name arguments;                                                                                   \
+    }
+LAMPCELL_PQ_FUNCTIONS(LAMPCELL_PQ_FORWARD, LAMPCELL_PQ_VOID_FORWARD)

@@ -61,6 +61,7 @@ uint64_t lampcell_realtime_ns(void) {
 }
 
 void lampcell_prefault_stack(size_t bytes) {
+    if (bytes == 0) return;
     volatile unsigned char reserve[bytes];
     for (size_t offset = 0; offset < bytes; offset += 4096) reserve[offset] = 0;
     reserve[bytes - 1] = 0;

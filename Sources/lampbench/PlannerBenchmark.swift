@@ -131,8 +131,11 @@ enum PlannerBenchmark {
                     + String(format: "%.4f s", meanDuration),
                 reference: "Ruckig, same problems, same run: \(micro(theirs.mean)) / \(micro(theirs.percentile(50))) / "
                     + "\(micro(theirs.percentile(99)))"
-                    + String(format: "; %.4f s", ruckigDurations.reduce(0, +) / Double(count)),
-                ratio: String(format: "mean time ours/Ruckig = %.2f; duration ours/Ruckig max %.4f, ", ours.mean / theirs.mean, ratios.max() ?? .nan)
+                    + String(format: "; %.4f s", ruckigDurations.reduce(0, +) / Double(count))
+                    + " (Ruckig: \(ruckig.output.trimmingCharacters(in: .whitespacesAndNewlines)))",
+                ratio: String(
+                    format: "mean time ours/Ruckig = %.2f; duration ours/Ruckig min %.4f max %.4f, ", ours.mean / theirs.mean,
+                    ratios.min() ?? .nan, ratios.max() ?? .nan)
                     + "\(longer) plans > \(durationTolerance)×" + (refused > 0 ? ", \(refused) refused" : "")))
     }
 }
