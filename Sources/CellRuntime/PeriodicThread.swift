@@ -55,9 +55,9 @@ public final class PeriodicThread: @unchecked Sendable {
     public var overruns: UInt64 { overrunCount.load(ordering: .relaxed) }
     /// Periods run so far; advances every period — the heartbeat a watchdog may watch. Any thread.
     public var periodsRun: UInt64 { periodCount.load(ordering: .relaxed) }
-    /// Minor page faults of the periodic thread since it started, its real-time set-up included (getrusage
-    /// (RUSAGE_THREAD), read after every period's body). With memory locked, a fault after warm-up means the period touched a page for the first
-    /// time: in steady production this must stay constant. Any thread.
+    /// Minor page faults of the periodic thread since it started, its real-time set-up included
+    /// (getrusage(RUSAGE_THREAD), read after every period's body). With memory locked, a fault after warm-up means a
+    /// period touched a page for the first time: in steady production this must stay constant. Any thread.
     public var minorPageFaults: UInt64 { minorFaultCount.load(ordering: .relaxed) }
     /// Major page faults (a page read from disk) of the periodic thread since it started. Any thread.
     public var majorPageFaults: UInt64 { majorFaultCount.load(ordering: .relaxed) }

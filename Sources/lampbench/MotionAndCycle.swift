@@ -20,6 +20,22 @@ enum MotionBenchmark {
         -2.967...2.967, -1.571...2.618, -2.967...1.309, -3.316...3.316, -2.094...2.094, -6.283...6.283,
     ]
 
+    /// One point-to-point plan, timed alone (monotonic clock around the call): its time and its planned duration
+    /// (-1 when refused). Also item 11's timing.
+    static func timedPlan(from start: JointState, to target: SIMD8<Double>, limits: MotionLimits)
+        -> (nanoseconds: UInt64, durationSeconds: Double)
+    {
+        let begin = lampcell_monotonic_ns()
+        do {
+            let trajectory = try Trajectory.pointToPoint(from: start, to: target, limits: limits)
+            // Stored to memory the clock call may read, so that the plan cannot be moved past it.
+            motionBenchmarkSink = trajectory.durationSeconds
+        } catch {
+            motionBenchmarkSink = -1
+        }
+        return (lampcell_monotonic_ns() - begin, motionBenchmarkSink)
+    }
+
     static func run(repository: String, cases: Int, table: ResultTable) {
         do {
             let definition = try CellDefinition.load(from: repository + "/Hardware/cell.toml")
@@ -52,16 +68,9 @@ enum MotionBenchmark {
             var durations = 0.0
             var failures = 0
             for index in 0..<cases {
-                let begin = lampcell_monotonic_ns()
-                do {
-                    let trajectory = try Trajectory.pointToPoint(from: starts[index], to: targets[index], limits: limits)
-                    // Stored to memory the clock call may read, so that the plan cannot be moved past it.
-                    motionBenchmarkSink = trajectory.durationSeconds
-                } catch {
-                    motionBenchmarkSink = -1
-                }
-                samples[index] = lampcell_monotonic_ns() - begin
-                if motionBenchmarkSink >= 0 { durations += motionBenchmarkSink } else { failures += 1 }
+                let plan = timedPlan(from: starts[index], to: targets[index], limits: limits)
+                samples[index] = plan.nanoseconds
+                if plan.durationSeconds >= 0 { durations += plan.durationSeconds } else { failures += 1 }
             }
             let d = Distribution(samples)
             table.add(

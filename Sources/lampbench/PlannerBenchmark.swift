@@ -106,15 +106,9 @@ enum PlannerBenchmark {
         var samples = [UInt64](repeating: 0, count: count)
         var durations = [Double](repeating: 0, count: count)
         for problem in 0..<count {
-            let begin = lampcell_monotonic_ns()
-            do {
-                let trajectory = try Trajectory.pointToPoint(from: starts[problem], to: targets[problem], limits: limits[problem])
-                motionBenchmarkSink = trajectory.durationSeconds
-            } catch {
-                motionBenchmarkSink = -1
-            }
-            samples[problem] = lampcell_monotonic_ns() - begin
-            durations[problem] = motionBenchmarkSink
+            let plan = MotionBenchmark.timedPlan(from: starts[problem], to: targets[problem], limits: limits[problem])
+            samples[problem] = plan.nanoseconds
+            durations[problem] = plan.durationSeconds
         }
         let ours = Distribution(samples)
         let theirs = Distribution(ruckigMicroseconds.map { $0 * 1000 })
