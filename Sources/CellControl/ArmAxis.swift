@@ -30,8 +30,9 @@ public struct ArmAxis: Sendable {
     public private(set) var setpoint = JointState.atRest(JointVector())
     /// True once the arm reports STREAMING and the setpoint was re-synced to its actual position.
     public private(set) var isStreaming = false
-    /// The trajectory being streamed when `hasTrajectory` (a ~19 KB value kept in place, never copied per period).
-    private var trajectory: Trajectory
+    /// The trajectory being streamed when `hasTrajectory` (a ~19 KB value kept in place: planned into, never copied per
+    /// period).
+    private var trajectory = Trajectory()
     private var hasTrajectory = false
     private var trajectoryTicks: UInt64 = 0
     private var heartbeat: UInt16 = 0
@@ -45,12 +46,6 @@ public struct ArmAxis: Sendable {
     public init(index: Int, toolRequestSeed: UInt16 = 0) {
         self.index = index
         toolRequestID = toolRequestSeed
-        // A placeholder: a zero-length move of one joint (never streamed while `hasTrajectory` is false).
-        trajectory = try! Trajectory.pointToPoint(
-            from: JointState.atRest(JointVector()), to: JointVector(),
-            limits: MotionLimits(
-                jointCount: 1, maxVelocityRadiansPerSecond: 1, maxAccelerationRadiansPerSecondSquared: 1,
-                maxJerkRadiansPerSecondCubed: 1))
     }
 
     /// True while a trajectory is being streamed.
@@ -61,7 +56,7 @@ public struct ArmAxis: Sendable {
     public mutating func move(to target: JointVector, limits: MotionLimits) -> Bool {
         guard isStreaming else { return false }
         do {
-            trajectory = try Trajectory.pointToPoint(from: setpoint, to: target, limits: limits)
+            try trajectory.planPointToPoint(from: setpoint, to: target, limits: limits)
             hasTrajectory = true
             trajectoryTicks = 0
             return true
@@ -75,7 +70,7 @@ public struct ArmAxis: Sendable {
     public mutating func path(through waypoints: [JointVector], limits: MotionLimits) -> Bool {
         guard isStreaming else { return false }
         do {
-            trajectory = try Trajectory.path(from: setpoint, through: waypoints, limits: limits)
+            try trajectory.planPath(from: setpoint, through: waypoints, limits: limits)
             hasTrajectory = true
             trajectoryTicks = 0
             return true
@@ -101,7 +96,7 @@ public struct ArmAxis: Sendable {
     public mutating func stop(limits: MotionLimits) {
         guard isStreaming, hasTrajectory || setpoint.velocitiesRadiansPerSecond != JointVector() else { return }
         do {
-            trajectory = try Trajectory.stop(from: setpoint, limits: limits)
+            try trajectory.planStop(from: setpoint, limits: limits)
             hasTrajectory = true
         } catch {
             hasTrajectory = false

@@ -3,11 +3,13 @@
 /// A planned multi-joint trajectory: up to `motionMaxJointCount` joints, made of up to `motionMaxWaypointCount`
 /// synchronised *legs* (a point-to-point move or a stop is one leg; a path has one leg per waypoint).
 ///
-/// Storage is fixed-size (`InlineArray`, no classes, no arrays): a value is about 19 KB, so keep one in place and
-/// sample it rather than copying it every period. Planning (the static functions) allocates nothing on the heap
-/// except `path`'s waypoint array argument and `jerkPieces`; it may run on any thread, and is best done off the
-/// real-time thread (see the timings below). `sample(atSeconds:into:)` and `isFinished(atSeconds:)` use no arrays, no classes
-/// and no heap, take no locks and do no I/O: they may be called on the real-time control thread.
+/// Storage is fixed-size (`InlineArray`, no classes, no arrays): a value is about 19 KB. Keep one in place, plan into
+/// it (`planPointToPoint`, `planPath`, `planStop`: they write only the legs and joints the plan uses) and sample it,
+/// rather than copying it; the static planners return a new value and cost a 19 KB copy more. Planning allocates
+/// nothing on the heap except `path`'s waypoint array argument; it may run on any thread, the real-time control thread
+/// included (see the timings below). `sample(atSeconds:into:)` and `isFinished(atSeconds:)` use no arrays, no classes
+/// and no heap, take no locks and do no I/O: they may be called on the real-time control thread. `jerkPieces`
+/// allocates (tests and diagnostics).
 ///
 /// Time is in seconds from the start of the trajectory (t = 0 is the `from` state).
 ///
@@ -28,8 +30,8 @@
 /// Measured (6 joints, x86-64, release build): planning ~10–20 µs per point-to-point move, ~10 ms for a 16-waypoint
 /// path (the blend check dominates); sampling ~0.6 µs (point-to-point) to ~0.9 µs (path).
 public struct Trajectory: Sendable {
-    /// Number of joints (lanes 0..<jointCount of every `JointState`).
-    public let jointCount: Int
+    /// Number of joints (lanes 0..<jointCount of every `JointState`); 0 for empty storage (`init()`).
+    public private(set) var jointCount = 0
     /// Total duration in seconds; at and after it every joint is at rest at its final position.
     public private(set) var durationSeconds: Double = 0
     /// How many (leg, joint) profiles could not be stretched to the synchronised duration by the cruise-velocity search
@@ -51,8 +53,18 @@ public struct Trajectory: Sendable {
     /// Bisection steps of the path planner's search for the largest blend overlap within tolerance.
     static let blendSearchIterationCount = 24
 
-    private init(jointCount: Int) {
-        self.jointCount = jointCount
+    /// Empty storage to plan into: no joints, zero duration (sampling gives all lanes 0). Make it once, where a heap
+    /// or stack copy of 19 KB does not matter, then plan into it in place. Any thread.
+    public init() {}
+
+    /// Makes `self` an empty plan of `jointCount` joints, ready for `appendLeg`. The inline storage is left as it is:
+    /// only what the new legs write is ever read.
+    private mutating func reset(jointCount n: Int) {
+        assert(n >= 1 && n <= motionMaxJointCount, "MotionLimits guarantees 1...motionMaxJointCount joints")
+        jointCount = n
+        durationSeconds = 0
+        synchronisationFallbackCount = 0
+        legCount = 0
     }
 
     // MARK: - Planners
@@ -60,15 +72,25 @@ public struct Trajectory: Sendable {
     /// A synchronised point-to-point move: from `state` (any position, velocity and acceleration per joint) to rest at
     /// `targetPositionsRadians`. Every joint is planned jerk-limited; joints faster than the slowest one are slowed
     /// down (lower cruise velocity) so that all joints start together and arrive together at `durationSeconds`.
-    /// Any thread; allocation-free.
+    /// Any thread; allocation-free. Returns a new value; `planPointToPoint` plans in place.
     /// - Throws: `MotionError.nonFiniteInput` for a NaN/infinite input lane.
     public static func pointToPoint(
         from state: JointState, to targetPositionsRadians: SIMD8<Double>, limits: MotionLimits
     ) throws(MotionError) -> Trajectory {
+        var trajectory = Trajectory()
+        try trajectory.planPointToPoint(from: state, to: targetPositionsRadians, limits: limits)
+        return trajectory
+    }
+
+    /// `pointToPoint`, planned into `self` in place (the previous plan is replaced; on a throw `self` is unchanged).
+    /// Any thread; allocation-free.
+    public mutating func planPointToPoint(
+        from state: JointState, to targetPositionsRadians: SIMD8<Double>, limits: MotionLimits
+    ) throws(MotionError) {
         let n = limits.jointCount
-        try validate(state, jointCount: n)
-        try validate(targetPositionsRadians, field: "targetPositionsRadians", jointCount: n)
-        var trajectory = Trajectory(jointCount: n)
+        try Trajectory.validate(state, jointCount: n)
+        try Trajectory.validate(targetPositionsRadians, field: "targetPositionsRadians", jointCount: n)
+        reset(jointCount: n)
         var starts = InlineArray<6, AxisState>(repeating: AxisState(p: 0, v: 0, a: 0))
         var specs = InlineArray<6, AxisSpec>(repeating: AxisSpec(velocity: 1, acceleration: 1, jerk: 1))
         for j in 0..<n {
@@ -80,9 +102,8 @@ public struct Trajectory: Sendable {
                 acceleration: limits.maxAccelerationsRadiansPerSecondSquared[j],
                 jerk: limits.maxJerksRadiansPerSecondCubed[j])
         }
-        trajectory.appendLeg(starts: starts, targets: targetPositionsRadians, specs: specs, startSeconds: 0)
-        trajectory.durationSeconds = trajectory.legDurations[0]
-        return trajectory
+        appendLeg(starts: starts, targets: targetPositionsRadians, specs: specs, startSeconds: 0)
+        durationSeconds = legDurations[0]
     }
 
     /// A path through `waypoints` (joint positions) that does not stop at the intermediate waypoints and ends at rest
@@ -103,11 +124,24 @@ public struct Trajectory: Sendable {
     /// legs do not overlap and the path stops at each waypoint. Joints keep moving through gentle corners; at sharp
     /// corners, or with a tolerance much smaller than a leg's braking distance, the speed dips at the corner.
     /// The price of the guarantee is that each leg cruises at no more than half of vmax.
+    /// Returns a new value; `planPath` plans in place.
     /// - Throws: `MotionError.noWaypoints`, `.tooManyWaypoints`, `.nonFiniteInput`, `.invalidBlendTolerance`.
     public static func path(
         from state: JointState, through waypoints: [SIMD8<Double>], limits: MotionLimits,
         blendToleranceRadians: Double = defaultBlendToleranceRadians
     ) throws(MotionError) -> Trajectory {
+        var trajectory = Trajectory()
+        try trajectory.planPath(
+            from: state, through: waypoints, limits: limits, blendToleranceRadians: blendToleranceRadians)
+        return trajectory
+    }
+
+    /// `path`, planned into `self` in place (the previous plan is replaced; on a throw `self` is unchanged). Any thread;
+    /// allocates only what the caller's array already holds.
+    public mutating func planPath(
+        from state: JointState, through waypoints: [SIMD8<Double>], limits: MotionLimits,
+        blendToleranceRadians: Double = defaultBlendToleranceRadians
+    ) throws(MotionError) {
         let n = limits.jointCount
         guard !waypoints.isEmpty else { throw .noWaypoints }
         guard waypoints.count <= motionMaxWaypointCount else {
@@ -116,15 +150,15 @@ public struct Trajectory: Sendable {
         guard blendToleranceRadians.isFinite, blendToleranceRadians >= 0 else {
             throw .invalidBlendTolerance(blendToleranceRadians)
         }
-        try validate(state, jointCount: n)
+        try Trajectory.validate(state, jointCount: n)
         for (index, waypoint) in waypoints.enumerated() {
-            try validate(waypoint, field: "waypoints[\(index)]", jointCount: n)
+            try Trajectory.validate(waypoint, field: "waypoints[\(index)]", jointCount: n)
         }
         if waypoints.count == 1 {
-            return try pointToPoint(from: state, to: waypoints[0], limits: limits)
+            return try planPointToPoint(from: state, to: waypoints[0], limits: limits)
         }
 
-        var trajectory = Trajectory(jointCount: n)
+        reset(jointCount: n)
         var starts = InlineArray<6, AxisState>(repeating: AxisState(p: 0, v: 0, a: 0))
         var firstSpecs = InlineArray<6, AxisSpec>(repeating: AxisSpec(velocity: 1, acceleration: 1, jerk: 1))
         var halfSpecs = firstSpecs
@@ -150,33 +184,40 @@ public struct Trajectory: Sendable {
                     tailJerk: jerk / 2)
         }
         // Plan every leg first (start times are fixed afterwards).
-        trajectory.appendLeg(starts: starts, targets: waypoints[0], specs: firstSpecs, startSeconds: 0)
+        appendLeg(starts: starts, targets: waypoints[0], specs: firstSpecs, startSeconds: 0)
         for k in 1..<waypoints.count {
             for j in 0..<n { starts[j] = AxisState(p: waypoints[k - 1][j], v: 0, a: 0) }
-            trajectory.appendLeg(starts: starts, targets: waypoints[k], specs: halfSpecs, startSeconds: 0)
+            appendLeg(starts: starts, targets: waypoints[k], specs: halfSpecs, startSeconds: 0)
         }
         // Choose the overlaps and the leg start times.
         var startSeconds = 0.0
         for k in 0..<(waypoints.count - 1) {
-            let overlap = trajectory.blendOverlap(
-                afterLeg: k, corner: waypoints[k], toleranceRadians: blendToleranceRadians)
-            startSeconds += trajectory.legDurations[k] - overlap
-            trajectory.legStarts[k + 1] = startSeconds
+            let overlap = blendOverlap(afterLeg: k, corner: waypoints[k], toleranceRadians: blendToleranceRadians)
+            startSeconds += legDurations[k] - overlap
+            legStarts[k + 1] = startSeconds
         }
-        let last = trajectory.legCount - 1
-        trajectory.durationSeconds = trajectory.legStarts[last] + trajectory.legDurations[last]
-        return trajectory
+        let last = legCount - 1
+        durationSeconds = legStarts[last] + legDurations[last]
     }
 
     /// The fastest jerk-limited stop from `state`: each joint independently ramps its acceleration (to within amax if
     /// needed) and brings its velocity to zero in minimum time with its own limits. Joints are NOT synchronised: each
     /// stops as early as it can and then holds; `durationSeconds` is the slowest joint's stop time. Position is not
-    /// controlled (each joint ends where its braking takes it). Any thread; allocation-free.
+    /// controlled (each joint ends where its braking takes it). Any thread; allocation-free. Returns a new value;
+    /// `planStop` plans in place.
     /// - Throws: `MotionError.nonFiniteInput`.
     public static func stop(from state: JointState, limits: MotionLimits) throws(MotionError) -> Trajectory {
+        var trajectory = Trajectory()
+        try trajectory.planStop(from: state, limits: limits)
+        return trajectory
+    }
+
+    /// `stop`, planned into `self` in place (the previous plan is replaced; on a throw `self` is unchanged). Any thread;
+    /// allocation-free.
+    public mutating func planStop(from state: JointState, limits: MotionLimits) throws(MotionError) {
         let n = limits.jointCount
-        try validate(state, jointCount: n)
-        var trajectory = Trajectory(jointCount: n)
+        try Trajectory.validate(state, jointCount: n)
+        reset(jointCount: n)
         var duration = 0.0
         for j in 0..<n {
             let start = AxisState(
@@ -186,14 +227,13 @@ public struct Trajectory: Sendable {
                 velocity: limits.maxVelocitiesRadiansPerSecond[j],
                 acceleration: limits.maxAccelerationsRadiansPerSecondSquared[j],
                 jerk: limits.maxJerksRadiansPerSecondCubed[j])
-            let profile = AxisProfile(start: start, plan: planStop(from: start, spec))
-            trajectory.profiles[(0) * motionMaxJointCount + j] = profile
-            duration = max(duration, profile.duration)
+            profiles[j] = AxisProfile(start: start, plan: Motion.planStop(from: start, spec))
+            duration = max(duration, profiles[j].duration)
         }
-        trajectory.legCount = 1
-        trajectory.legDurations[0] = duration
-        trajectory.durationSeconds = duration
-        return trajectory
+        legCount = 1
+        legStarts[0] = 0
+        legDurations[0] = duration
+        durationSeconds = duration
     }
 
     // MARK: - Sampling (real-time safe)

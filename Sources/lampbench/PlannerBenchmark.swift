@@ -7,8 +7,8 @@ import Motion
 // The problems are Ruckig's benchmark style as issue 17 gives them (`Benchmarks/ruckig/ruckig_bench.cpp` draws them
 // with std::mt19937(42) and keeps those whose start state Ruckig finds within the limits). That program times
 // `Ruckig::calculate` on each and writes the problems, Ruckig's durations and times to a file; this item reads
-// them, plans each with `Trajectory.pointToPoint` (timed alone, the limits made beforehand) and compares. Ruckig's
-// sources are the PyPI sdist (checked by SHA-256), built with `c++ -O3`.
+// them, plans each with `Trajectory.planPointToPoint` into one trajectory it owns (timed alone, the limits made
+// beforehand) and compares. Ruckig's sources are the PyPI sdist (checked by SHA-256), built with `c++ -O3`.
 
 enum PlannerBenchmark {
     /// The Ruckig release the goal names.
@@ -105,8 +105,10 @@ enum PlannerBenchmark {
 
         var samples = [UInt64](repeating: 0, count: count)
         var durations = [Double](repeating: 0, count: count)
+        var trajectory = Trajectory()
         for problem in 0..<count {
-            let plan = MotionBenchmark.timedPlan(from: starts[problem], to: targets[problem], limits: limits[problem])
+            let plan = MotionBenchmark.timedPlan(
+                into: &trajectory, from: starts[problem], to: targets[problem], limits: limits[problem])
             samples[problem] = plan.nanoseconds
             durations[problem] = plan.durationSeconds
         }

@@ -146,6 +146,59 @@ func invalidInputs() throws {
     #expect("\(MotionError.tooManyWaypoints(count: 17, maximum: 16))".contains("17"))
 }
 
+@Test("Planning in place: a plan into storage that held a longer plan (more joints, more legs) is the same as a fresh one; a refused plan leaves the storage as it was")
+func planningInPlace() throws {
+    var rng = SplitMix64(seed: 11)
+    let six = randomLimits(&rng, jointCount: 6)
+    var storage = Trajectory()
+    #expect(storage.jointCount == 0 && storage.durationSeconds == 0)
+    var waypoints: [SIMD8<Double>] = []
+    for _ in 0..<motionMaxWaypointCount {
+        var point = SIMD8<Double>.zero
+        for k in 0..<6 { point[k] = rng.uniform(-.pi, .pi) }
+        waypoints.append(point)
+    }
+    let start = randomFeasibleState(&rng, limits: six)
+    try storage.planPath(from: start, through: waypoints, limits: six)
+    #expect(storage.durationSeconds > 0)
+
+    // Every kind of plan into the used storage, against the same plan made fresh, sampled alike.
+    func expectSame(_ planned: Trajectory, _ fresh: Trajectory, _ what: String) {
+        #expect(planned.jointCount == fresh.jointCount, "\(what)")
+        #expect(planned.durationSeconds == fresh.durationSeconds, "\(what)")
+        var a = JointState(), b = JointState()
+        for i in 0...200 {
+            let t = (fresh.durationSeconds + 0.1) * Double(i) / 200
+            planned.sample(atSeconds: t, into: &a)
+            fresh.sample(atSeconds: t, into: &b)
+            if a != b {
+                Issue.record("\(what): differs at t = \(t) s")
+                return
+            }
+        }
+    }
+    let one = randomLimits(&rng, jointCount: 1)
+    let moving = randomFeasibleState(&rng, limits: one)
+    try storage.planPointToPoint(from: moving, to: [0.7, 0, 0, 0, 0, 0, 0, 0], limits: one)
+    expectSame(storage, try Trajectory.pointToPoint(from: moving, to: [0.7, 0, 0, 0, 0, 0, 0, 0], limits: one), "1-joint move")
+    try storage.planStop(from: start, limits: six)
+    expectSame(storage, try Trajectory.stop(from: start, limits: six), "6-joint stop")
+    try storage.planPath(from: moving, through: [[0.2, 0, 0, 0, 0, 0, 0, 0], [-0.4, 0, 0, 0, 0, 0, 0, 0]], limits: one)
+    expectSame(
+        storage, try Trajectory.path(from: moving, through: [[0.2, 0, 0, 0, 0, 0, 0, 0], [-0.4, 0, 0, 0, 0, 0, 0, 0]], limits: one),
+        "1-joint path")
+
+    // A refused plan changes nothing.
+    let before = storage
+    var bad = start
+    bad.positionsRadians[0] = .nan
+    #expect(throws: MotionError.nonFiniteInput(field: "state.positionsRadians", joint: 0)) {
+        try storage.planPointToPoint(from: bad, to: .zero, limits: six)
+    }
+    #expect(throws: MotionError.noWaypoints) { try storage.planPath(from: start, through: [], limits: six) }
+    expectSame(storage, before, "after refused plans")
+}
+
 @Test("Timing (printed, not asserted): planning µs per 6-joint plan and sampling ns per sample")
 func timing() throws {
     var rng = SplitMix64(seed: 7)
