@@ -30,7 +30,7 @@ public struct ArmAxis: Sendable {
     public private(set) var setpoint = JointState.atRest(JointVector())
     /// True once the arm reports STREAMING and the setpoint was re-synced to its actual position.
     public private(set) var isStreaming = false
-    /// The trajectory being streamed when `hasTrajectory` (a ~19 KB value kept in place: planned into, never copied per
+    /// The trajectory being streamed when `hasTrajectory` (a ~20 KB value kept in place: planned into, never copied per
     /// period).
     private var trajectory = Trajectory()
     private var hasTrajectory = false

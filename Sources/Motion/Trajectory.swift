@@ -3,9 +3,9 @@
 /// A planned multi-joint trajectory: up to `motionMaxJointCount` joints, made of up to `motionMaxWaypointCount`
 /// synchronised *legs* (a point-to-point move or a stop is one leg; a path has one leg per waypoint).
 ///
-/// Storage is fixed-size (`InlineArray`, no classes, no arrays): a value is about 19 KB. Keep one in place, plan into
+/// Storage is fixed-size (`InlineArray`, no classes, no arrays): a value is about 20 KB. Keep one in place, plan into
 /// it (`planPointToPoint`, `planPath`, `planStop`: they write only the legs and joints the plan uses) and sample it,
-/// rather than copying it; the static planners return a new value and cost a 19 KB copy more. Planning allocates
+/// rather than copying it; the static planners return a new value and cost a 20 KB copy more. Planning allocates
 /// nothing on the heap except `path`'s waypoint array argument; it may run on any thread, the real-time control thread
 /// included (see the timings below). `sample(atSeconds:into:)` and `isFinished(atSeconds:)` use no arrays, no classes
 /// and no heap, take no locks and do no I/O: they may be called on the real-time control thread. `jerkPieces`
@@ -27,8 +27,9 @@
 /// `synchronisationFallbackCount`; measured ~0.01 % of joints for random moving states, never for a joint starting at
 /// rest).
 ///
-/// Measured (6 joints, x86-64, release build): planning ~10–20 µs per point-to-point move, ~10 ms for a 16-waypoint
-/// path (the blend check dominates); sampling ~0.6 µs (point-to-point) to ~0.9 µs (path).
+/// Measured (x86-64, release build, `make bench` items 4 and 11): planning in place ~4 µs per 6-joint point-to-point
+/// move, ~0.4 µs for one joint; ~10 ms for a 16-waypoint path (the blend check dominates); sampling ~0.6 µs
+/// (point-to-point) to ~0.9 µs (path).
 public struct Trajectory: Sendable {
     /// Number of joints (lanes 0..<jointCount of every `JointState`); 0 for empty storage (`init()`).
     public private(set) var jointCount = 0
@@ -54,7 +55,7 @@ public struct Trajectory: Sendable {
     static let blendSearchIterationCount = 24
 
     /// Empty storage to plan into: no joints, zero duration (sampling gives all lanes 0). Make it once, where a heap
-    /// or stack copy of 19 KB does not matter, then plan into it in place. Any thread.
+    /// or stack copy of 20 KB does not matter, then plan into it in place. Any thread.
     public init() {}
 
     /// Makes `self` an empty plan of `jointCount` joints, ready for `appendLeg`. The inline storage is left as it is:
@@ -275,12 +276,17 @@ public struct Trajectory: Sendable {
     /// One joint at time `t`: the sum of the (at most two) legs active at `t`. No allocation.
     @inline(__always)
     func jointSample(joint: Int, atSeconds time: Double) -> (state: AxisState, jerk: Double) {
-        let t = min(max(time, 0), durationSeconds)
         // Spans borrow the inline storage in place (indexing the InlineArrays of a large `let` directly can make the
-        // optimiser copy the whole ~19 KB value).
+        // optimiser copy the whole ~20 KB value).
         let starts = legStarts.span
         let durations = legDurations.span
         let axes = profiles.span
+        if time >= durationSeconds {
+            // Exactly at rest: a profile's summed segment ends may pass the duration by a rounding step, and sampling
+            // there would leave a velocity of ~1e-30 that callers comparing with 0 (ArmAxis.follow) would see.
+            return (AxisState(p: axes[(legCount - 1) * motionMaxJointCount + joint].endPosition, v: 0, a: 0), 0)
+        }
+        let t = max(time, 0)
         var k = 0
         while k + 1 < legCount, starts[k + 1] <= t { k += 1 }
         let index = k * motionMaxJointCount + joint
@@ -292,7 +298,6 @@ public struct Trajectory: Sendable {
             result.state.a += previous.state.a
             result.jerk += previous.jerk
         }
-        if t >= durationSeconds { result.jerk = 0 }
         return result
     }
 

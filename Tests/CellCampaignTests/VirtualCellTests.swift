@@ -110,7 +110,7 @@ struct VirtualCellTests {
                 (cell.armTransports[2], { cell.image.armInputs[2].link }),
                 (cell.stationTransports[0], { cell.image.stationInputs.link }),
             ]
-            for (index, (transport, link)) in targets.enumerated() {
+            for (transport, link) in targets {
                 transport.pendingFault = fault
                 cell.runPeriod()
                 #expect(link().state != .ok, "\(fault) on \(transport.peerDescription) was taken as a good reply")

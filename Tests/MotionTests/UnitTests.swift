@@ -27,6 +27,36 @@ func restToRestDurations() throws {
     #expect(abs(s.positionsRadians[0] - 1.5) < 1e-12)
 }
 
+/// 1-joint problems of issue 17's distribution (mt19937(42), see `make bench` item 11) that start while braking
+/// toward a target they would pass by braking hardest: (p0, v0, a0, target, vmax, amax, jmax, Ruckig 0.17.3's
+/// duration). Before the braking lobe, 74 such plans of 100,000 were 0.9–26 % longer than Ruckig's.
+private let brakingTowardTargetCases: [(Double, Double, Double, Double, Double, Double, Double, Double)] = [
+    (0.17567476033821539, -0.956255058940979, 1.349170477574671, 0.04820311996456761, 1.6696466210418075, 8.99786625617795, 63.95618129072948, 0.25652121585679294),
+    (0.059360705082818654, 0.8276992863247044, -0.5179918953822131, 0.1356266923503573, 1.609327634977449, 9.576287661630783, 107.36485319713222, 0.1800147781561185),
+    (-0.2407575027449944, 0.7403778918451211, -0.37280166825297933, -0.1655379612002048, 3.0507218702275436, 6.848200697980593, 77.94961723478337, 0.19963397486946005),
+    (0.7191760049208291, 0.6840690969074912, -0.9714107144468171, 0.7687959374307383, 3.0909324196130132, 13.726532452998812, 109.63466432218034, 0.15139967983345304),
+    (0.3494659120707557, 0.38434049122851555, -1.0985814564502632, 0.3773179621661944, 1.3583698970186344, 11.222751587870174, 51.98123468656053, 0.15795686202895937),
+]
+
+@Test("Time-optimal at 1 joint: plans that start while braking toward their target take Ruckig's (optimal) duration, within limits, and end at rest on it")
+func brakingTowardTargetIsTimeOptimal() throws {
+    for (p0, v0, a0, target, vmax, amax, jmax, ruckigSeconds) in brakingTowardTargetCases {
+        let l = try limits(1, v: vmax, a: amax, j: jmax)
+        let start = JointState(
+            positionsRadians: [p0, 0, 0, 0, 0, 0, 0, 0], velocitiesRadiansPerSecond: [v0, 0, 0, 0, 0, 0, 0, 0],
+            accelerationsRadiansPerSecondSquared: [a0, 0, 0, 0, 0, 0, 0, 0])
+        let trajectory = try Trajectory.pointToPoint(from: start, to: [target, 0, 0, 0, 0, 0, 0, 0], limits: l)
+        #expect(
+            abs(trajectory.durationSeconds - ruckigSeconds) <= 1e-9 * ruckigSeconds,
+            "from p \(p0) v \(v0) a \(a0) to \(target): \(trajectory.durationSeconds) s, Ruckig \(ruckigSeconds) s")
+        let report = integrateAndCheck(
+            trajectory, joint: 0, initial: (p0, v0, a0),
+            bounds: JointBounds(vmax: vmax, amax: amax, jmax: jmax, v0: v0, a0: a0), sampleTimes: [], samples: [])
+        #expect(report.failure == nil, "\(report.failure ?? "")")
+        #expect(abs(report.endState.p - target) < 1e-9 && abs(report.endState.v) < 1e-9 && abs(report.endState.a) < 1e-9)
+    }
+}
+
 @Test("Zero-length move from rest takes no time and holds the position")
 func zeroLengthMove() throws {
     let start: SIMD8<Double> = [0.3, -0.2, 1, 0, 0, 0, 0, 0]
@@ -197,6 +227,39 @@ func planningInPlace() throws {
     }
     #expect(throws: MotionError.noWaypoints) { try storage.planPath(from: start, through: [], limits: six) }
     expectSame(storage, before, "after refused plans")
+}
+
+@Test("At and after its duration every joint is exactly at rest (velocity, acceleration and jerk exactly 0) at its final position: the arms' ArmAxis.follow compares with 0")
+func exactlyAtRestAtTheEnd() throws {
+    var rng = SplitMix64(seed: 23)
+    var checked = 0
+    for index in 0..<3000 {
+        let n = rng.int(1...motionMaxJointCount)
+        let limits = randomLimits(&rng, jointCount: n)
+        let start = randomState(&rng, limits: limits)
+        var target = SIMD8<Double>.zero
+        for k in 0..<n { target[k] = rng.uniform(-.pi, .pi) }
+        let trajectory: Trajectory
+        switch index % 3 {
+        case 0: trajectory = try Trajectory.pointToPoint(from: start, to: target, limits: limits)
+        case 1: trajectory = try Trajectory.stop(from: start, limits: limits)
+        default: trajectory = try Trajectory.path(from: .atRest(start.positionsRadians), through: [target * 0.5, target], limits: limits)
+        }
+        var state = JointState()
+        for t in [trajectory.durationSeconds, trajectory.durationSeconds + 1e-9, trajectory.durationSeconds + 1] {
+            trajectory.sample(atSeconds: t, into: &state)
+            #expect(
+                state.velocitiesRadiansPerSecond == .zero && state.accelerationsRadiansPerSecondSquared == .zero
+                    && state.jerksRadiansPerSecondCubed == .zero,
+                "case \(index) at t = \(t): v \(state.velocitiesRadiansPerSecond), a \(state.accelerationsRadiansPerSecondSquared)")
+            #expect(state.positionsRadians == trajectory.finalPositionsRadians, "case \(index)")
+            checked += 1
+        }
+        if index % 3 != 1 {
+            for k in 0..<n { #expect(abs(state.positionsRadians[k] - target[k]) < 1e-9, "case \(index) joint \(k)") }
+        }
+    }
+    #expect(checked == 9000)
 }
 
 @Test("Timing (printed, not asserted): planning µs per 6-joint plan and sampling ns per sample")
