@@ -9,6 +9,8 @@
 //   amax, with a constant-acceleration middle segment), then jerk ∓j down to 0. At most 3 segments.
 // - cruise: constant velocity vc, |vc| <= vcMax (the joint's vmax, or vmax/2 for path legs).
 // - tail: the velocity change from (vc, 0) to rest.
+// - the braking lobe (`considerBrakingLobe`) uses the same slots differently: its head is a ramp of the braking
+//   toward a = 0 that stops short of it, it has no cruise, and its tail is the minimum-time stop from there.
 // - dwell: zero velocity, only used to pad a profile to a longer synchronised duration when the cruise-velocity
 //   search finds no exact solution (rare; see `AxisMotionPlan.usedDwellFallback`).
 //
@@ -128,6 +130,8 @@ struct AxisMotionPlan: Sendable {
     var preBrakeJerk: Double = 0
     var preBrakeDuration: Double = 0
     var head = VelocityChange()
+    /// The cruise velocity; for a braking lobe (no cruise), the family's fastest cruise velocity, kept for
+    /// `planWithDuration`'s search.
     var cruiseVelocity: Double = 0
     var cruiseDuration: Double = 0
     var tail = VelocityChange()
@@ -139,7 +143,7 @@ struct AxisMotionPlan: Sendable {
     var duration: Double {
         preBrakeDuration + head.duration + cruiseDuration + tail.duration + dwellDuration
     }
-    /// End of the head (pre-brake + head velocity change), seconds from the start.
+    /// End of the head (pre-brake + head velocity change, or a braking lobe's ramp), seconds from the start.
     var headEnd: Double { preBrakeDuration + head.duration }
 }
 
@@ -287,6 +291,8 @@ private func considerBrakingLobe(
     let jerk = spec.headJerk
     let vNat = s.v + s.a * abs(s.a) / (2 * jerk)
     guard (vNat > 0 && s.a < 0) || (vNat < 0 && s.a > 0) else { return }
+    // Only from a feasible state: easing off the braking above vmax would stay above it longer than the family does.
+    guard abs(s.v) <= spec.maxCruiseVelocity, abs(vNat) <= spec.maxCruiseVelocity else { return }
     let rampJerk: Double = s.a < 0 ? jerk : -jerk
     // A named struct, not a tuple: at -Onone a tuple type's metadata is made at run time on first use (under the
     // runtime's lock), and this runs on the control thread.
@@ -434,7 +440,7 @@ struct AxisProfile: Sendable {
     var segmentJerks = InlineArray<9, Double>(repeating: 0)
     /// Position at the end (integrated exactly from the segments, as `sample` does).
     var endPosition: Double = 0
-    /// End of the head (pre-brake + first velocity change), seconds.
+    /// End of the head (pre-brake + first velocity change, or a braking lobe's ramp), seconds.
     var headEnd: Double = 0
     /// True if this axis was padded with a dwell (see `AxisMotionPlan.usedDwellFallback`).
     var usedDwellFallback = false

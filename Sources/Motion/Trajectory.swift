@@ -152,8 +152,10 @@ public struct Trajectory: Sendable {
             throw .invalidBlendTolerance(blendToleranceRadians)
         }
         try Trajectory.validate(state, jointCount: n)
-        for (index, waypoint) in waypoints.enumerated() {
-            try Trajectory.validate(waypoint, field: "waypoints[\(index)]", jointCount: n)
+        // By index, and the field's name made only for the error: at -Onone `enumerated()` and an interpolated string
+        // per waypoint would allocate, and an arm may plan a path on the control thread.
+        for index in waypoints.indices {
+            try Trajectory.validate(waypoints[index], field: "waypoints[\(index)]", jointCount: n)
         }
         if waypoints.count == 1 {
             return try planPointToPoint(from: state, to: waypoints[0], limits: limits)
@@ -281,6 +283,7 @@ public struct Trajectory: Sendable {
         let starts = legStarts.span
         let durations = legDurations.span
         let axes = profiles.span
+        guard legCount > 0 else { return (AxisState(p: 0, v: 0, a: 0), 0) }  // empty storage
         if time >= durationSeconds {
             // Exactly at rest: a profile's summed segment ends may pass the duration by a rounding step, and sampling
             // there would leave a velocity of ~1e-30 that callers comparing with 0 (ArmAxis.follow) would see.
@@ -346,9 +349,11 @@ public struct Trajectory: Sendable {
             jointCount: n)
     }
 
-    private static func validate(_ values: SIMD8<Double>, field: String, jointCount n: Int) throws(MotionError) {
+    private static func validate(
+        _ values: SIMD8<Double>, field: @autoclosure () -> String, jointCount n: Int
+    ) throws(MotionError) {
         for j in 0..<n where !values[j].isFinite {
-            throw .nonFiniteInput(field: field, joint: j)
+            throw .nonFiniteInput(field: field(), joint: j)
         }
     }
 
