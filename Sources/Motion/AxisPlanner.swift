@@ -281,15 +281,14 @@ private func solveInBracket(
 /// profiles must bring the acceleration to 0 at the head's end, and so brake in two lobes; for these targets the lobe is
 /// faster (up to 26 % on issue 17's problems). The displacement grows with `u` from the hardest stop's (u = 0) to the
 /// one that ramps the braking off at once (u = 1); the `u` that reaches `distance` is found by search.
-/// `plan.cruiseVelocity` is left as it is: `planWithDuration` searches the family from it.
+/// `plan.cruiseVelocity` is left as it is: `planWithDuration` searches the family from it. `vNat` is the caller's.
 private func considerBrakingLobe(
-    _ s: AxisState, _ distance: Double, _ spec: AxisSpec, tolerance: Double, _ bestDuration: inout Double,
-    _ plan: inout AxisMotionPlan
+    _ s: AxisState, vNat: Double, _ distance: Double, _ spec: AxisSpec, tolerance: Double,
+    _ bestDuration: inout Double, _ plan: inout AxisMotionPlan
 ) {
     // The lobe uses one set of limits throughout (a path's first leg may have other head limits: not for it).
     guard s.a != 0, spec.headJerk == spec.tailJerk, spec.headAcceleration == spec.tailAcceleration else { return }
     let jerk = spec.headJerk
-    let vNat = s.v + s.a * abs(s.a) / (2 * jerk)
     guard (vNat > 0 && s.a < 0) || (vNat < 0 && s.a > 0) else { return }
     // Only from a feasible state: easing off the braking above vmax would stay above it longer than the family does.
     guard abs(s.v) <= spec.maxCruiseVelocity, abs(vNat) <= spec.maxCruiseVelocity else { return }
@@ -359,7 +358,7 @@ func planMinimumTime(from start: AxisState, to target: Double, _ spec: AxisSpec)
     let c1 = m == mm ? c2 : evaluate(s, cruiseVelocity: m, spec)  // equal when vNat = 0
     if distance >= c1.displacement {
         solveInBracket(s, spec, distance, tolerance: tolerance, m, c1, mm, c2, &bestDuration, &plan)
-        considerBrakingLobe(s, distance, spec, tolerance: tolerance, &bestDuration, &plan)
+        considerBrakingLobe(s, vNat: vNat, distance, spec, tolerance: tolerance, &bestDuration, &plan)
         return plan
     }
     let c0 = evaluate(s, cruiseVelocity: -vMax, spec)
